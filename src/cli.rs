@@ -1,0 +1,473 @@
+//! The command line: `serve`, `keys`, `audit`, `policy`, `identities`,
+//! `migrate`. Answers go to stdout, logs and errors to stderr; a failing
+//! command exits non-zero with the reason.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{LogFormat, Overrides, Settings};
+use crate::domain::{Policy, Principal};
+use crate::store::Store;
+use crate::store::audit::{Signer, parse_public_key};
+use crate::store::keys::{self, NewKey, parse_scopes};
+use crate::store::trail::{self, ExportFormat};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "countersign",
+    version,
+    about = "An approval gate for autonomous systems"
+)]
+pub struct Cli {
+    /// TOML settings file (also COUNTERSIGN_CONFIG).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// SQLite file path or sqlite: URL (also COUNTERSIGN_DB; default countersign.db).
+    #[arg(long, global = true)]
+    pub db: Option<String>,
+    /// Log format (also COUNTERSIGN_LOG_FORMAT).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service.
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Verify and export the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Check a policy file.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Link chat accounts to principals.
+    #[command(subcommand)]
+    Identities(IdentitiesCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (also COUNTERSIGN_LISTEN; default 127.0.0.1:8080).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Policy file (also COUNTERSIGN_POLICY; default: the built-in fail-closed policy).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print only its token.
+    Create {
+        /// Who the key speaks for: agent:NAME, service:NAME or user:EMAIL.
+        #[arg(long)]
+        principal: String,
+        /// The human responsible for the key; they may not approve its requests.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Comma-separated: request, read, decide, audit, admin.
+        #[arg(long)]
+        scopes: String,
+        /// A label for listings.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List keys (never their tokens).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by id.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain and check the signatures; names the first bad event.
+    Verify {
+        /// Verify an export file (NDJSON or CSV) instead of the database.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// The public key (PEM or hex) to check signatures with; default: the local signing key.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+    /// Write the whole trail with hashes and signatures.
+    Export {
+        #[arg(long, value_enum, default_value = "ndjson")]
+        format: CliExportFormat,
+        /// Output file; default stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Print the public key that verifies the trail's signatures (PEM).
+    PublicKey,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CliExportFormat {
+    Ndjson,
+    Csv,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Parse and validate a policy file; print its rules and version.
+    Check { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdentitiesCommand {
+    /// Link slack:TEAM/USER or teams:AAD_OBJECT_ID to a user principal.
+    Link { external: String, principal: String },
+    /// Remove a link.
+    Unlink { external: String },
+    /// List links.
+    List,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let (listen, policy) = match &cli.command {
+        Command::Serve(a) => (a.listen.clone(), a.policy.clone()),
+        _ => (None, None),
+    };
+    let overrides = Overrides {
+        db: cli.db.clone(),
+        listen,
+        policy,
+        log_format: cli.log_format,
+    };
+    let settings = Settings::load(cli.config.as_deref(), |k| std::env::var(k).ok(), &overrides)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let quiet = !matches!(cli.command, Command::Serve(_));
+    crate::telemetry::init(settings.log_format, if quiet { "warn" } else { "info" });
+    let out = &mut std::io::stdout().lock();
+    match cli.command {
+        Command::Serve(_) => {
+            let server = crate::startup::Server::build(settings).await?;
+            let token = CancellationToken::new();
+            crate::startup::handle_signals(server.app.clone(), token.clone());
+            server.run(token).await?;
+        }
+        Command::Migrate => {
+            crate::store::migrate(&settings.db).await?;
+            writeln!(out, "migrated {}", settings.db)?;
+        }
+        Command::Keys(cmd) => keys_command(&settings, cmd, out).await?,
+        Command::Audit(cmd) => return audit_command(&settings, cmd, out).await,
+        Command::Policy(PolicyCommand::Check { file }) => {
+            let p = Policy::load(&file).map_err(|e| anyhow::anyhow!(e))?;
+            writeln!(
+                out,
+                "policy {} is valid: {} rules, version {}",
+                file.display(),
+                p.rule_count(),
+                p.version
+            )?;
+        }
+        Command::Identities(cmd) => identities_command(&settings, cmd, out).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn open(settings: &Settings) -> anyhow::Result<Store> {
+    Store::open(&settings.db, &settings.signing_key, 2).await
+}
+
+fn cli_actor() -> String {
+    // Recorded as the actor of CLI changes: the operator's login, if known.
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("operator:{user}")
+}
+
+async fn keys_command(
+    settings: &Settings,
+    cmd: KeysCommand,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let store = open(settings).await?;
+    match cmd {
+        KeysCommand::Create {
+            principal,
+            owner,
+            scopes,
+            name,
+        } => {
+            let new = NewKey {
+                principal: Principal::parse(&principal).map_err(|e| anyhow::anyhow!(e))?,
+                owner: owner
+                    .as_deref()
+                    .map(Principal::parse)
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!(e))?,
+                scopes: parse_scopes(&scopes).map_err(|e| anyhow::anyhow!(e))?,
+                name,
+            };
+            let (id, token) = keys::create(&store, &cli_actor(), new).await?;
+            tracing::info!(%id, "key created");
+            eprintln!("created key {id}; the token below is shown once");
+            writeln!(out, "{token}")?;
+        }
+        KeysCommand::List { json } => {
+            let list = keys::list(&store).await?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<38} {:<12} {:<32} {:<24} {:<8}",
+                    "ID", "PREFIX", "PRINCIPAL", "SCOPES", "STATE"
+                )?;
+                for k in list {
+                    let state = if k.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    writeln!(
+                        out,
+                        "{:<38} {:<12} {:<32} {:<24} {:<8}",
+                        k.id, k.prefix, k.principal, k.scopes, state
+                    )?;
+                }
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            keys::revoke(&store, &cli_actor(), &id).await?;
+            writeln!(out, "revoked {id}")?;
+        }
+    }
+    Ok(())
+}
+
+async fn audit_command(
+    settings: &Settings,
+    cmd: AuditCommand,
+    out: &mut impl Write,
+) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AuditCommand::Verify { file, public_key } => {
+            let key = match public_key {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).map_err(|e| {
+                        anyhow::anyhow!("cannot read public key {}: {e}", path.display())
+                    })?;
+                    parse_public_key(&text).map_err(|e| anyhow::anyhow!(e))?
+                }
+                None if settings.signing_key.exists() => {
+                    Signer::load_or_create(&settings.signing_key)?.verifying_key()
+                }
+                None => anyhow::bail!(
+                    "no public key: pass --public-key FILE (from `countersign audit public-key`), or run where the signing key {} is",
+                    settings.signing_key.display()
+                ),
+            };
+            let started = std::time::Instant::now();
+            let result = match &file {
+                Some(path) => {
+                    let f = std::fs::File::open(path)
+                        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+                    trail_verify_file(std::io::BufReader::with_capacity(1 << 20, f), key)?
+                }
+                None => {
+                    let store = crate::store::connect_options(&settings.db)?;
+                    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                        .max_connections(1)
+                        .connect_with(store.create_if_missing(false))
+                        .await
+                        .map_err(|e| {
+                            anyhow::anyhow!("cannot open database {}: {e}", settings.db)
+                        })?;
+                    trail::verify(&pool, key).await?
+                }
+            };
+            let source = file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| settings.db.clone());
+            match result {
+                Ok(r) => {
+                    writeln!(
+                        out,
+                        "{}",
+                        json!({
+                            "ok": true, "source": source, "events": r.events, "signatures": r.signatures,
+                            "head_seq": r.head_seq, "head_hash": r.head_hash, "seconds": started.elapsed().as_secs_f64(),
+                        })
+                    )?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(b) => {
+                    writeln!(
+                        out,
+                        "{}",
+                        json!({ "ok": false, "source": source, "first_bad_seq": b.seq, "reason": b.reason })
+                    )?;
+                    eprintln!(
+                        "audit trail FAILED verification at seq {}: {}",
+                        b.seq, b.reason
+                    );
+                    Ok(ExitCode::from(3))
+                }
+            }
+        }
+        AuditCommand::Export { format, output } => {
+            let store = open(settings).await?;
+            let format = match format {
+                CliExportFormat::Ndjson => ExportFormat::Ndjson,
+                CliExportFormat::Csv => ExportFormat::Csv,
+            };
+            let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+            let pool = store.pool.clone();
+            let producer = tokio::spawn(async move { trail::export(&pool, format, tx).await });
+            let mut sink: Box<dyn Write> = match &output {
+                Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            while let Some(chunk) = rx.recv().await {
+                sink.write_all(&chunk?)?;
+            }
+            sink.flush()?;
+            producer.await??;
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::PublicKey => {
+            let signer = Signer::load_or_create(&settings.signing_key)?;
+            write!(out, "{}", signer.public_pem())?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn trail_verify_file(
+    reader: impl std::io::BufRead,
+    key: ed25519_dalek::VerifyingKey,
+) -> anyhow::Result<Result<crate::store::audit::Report, crate::store::audit::Break>> {
+    crate::store::audit::verify_export(reader, key).map_err(|e| anyhow::anyhow!(e))
+}
+
+/// `slack:T0123/U0456` or `teams:<AAD object id>`.
+pub fn parse_external(s: &str) -> Result<String, String> {
+    let ok = match s.split_once(':') {
+        Some(("slack", rest)) => rest
+            .split_once('/')
+            .is_some_and(|(t, u)| !t.is_empty() && !u.is_empty()),
+        Some(("teams", rest)) => !rest.is_empty(),
+        _ => false,
+    };
+    if ok && s.chars().all(|c| c.is_ascii_graphic()) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "'{s}' must look like slack:TEAM_ID/USER_ID or teams:AAD_OBJECT_ID"
+        ))
+    }
+}
+
+async fn identities_command(
+    settings: &Settings,
+    cmd: IdentitiesCommand,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let store = open(settings).await?;
+    let actor = cli_actor();
+    match cmd {
+        IdentitiesCommand::Link {
+            external,
+            principal,
+        } => {
+            let external = parse_external(&external).map_err(|e| anyhow::anyhow!(e))?;
+            let principal = Principal::parse(&principal).map_err(|e| anyhow::anyhow!(e))?;
+            if !principal.is_human() {
+                anyhow::bail!("only user: principals can be linked to chat accounts");
+            }
+            let (e2, p2) = (external.clone(), principal.clone());
+            store
+                .write(move |ctx| {
+                    Box::pin(async move {
+                        let now = ctx.now_str();
+                        sqlx::query("INSERT INTO identities (external, principal, created_at) VALUES (?, ?, ?) \
+                                     ON CONFLICT (external) DO UPDATE SET principal = excluded.principal, created_at = excluded.created_at")
+                            .bind(&e2).bind(p2.as_str()).bind(&now)
+                            .execute(&mut ctx.conn).await?;
+                        ctx.audit(&actor, None, "identity.linked", &json!({ "external": e2, "principal": p2 })).await?;
+                        Ok(())
+                    })
+                })
+                .await?;
+            writeln!(out, "linked {external} to {principal}")?;
+        }
+        IdentitiesCommand::Unlink { external } => {
+            let e2 = external.clone();
+            store
+                .write(move |ctx| {
+                    Box::pin(async move {
+                        let n = sqlx::query("DELETE FROM identities WHERE external = ?")
+                            .bind(&e2)
+                            .execute(&mut ctx.conn)
+                            .await?
+                            .rows_affected();
+                        if n == 0 {
+                            return Err(crate::error::AppError::NotFound(format!(
+                                "{e2} is not linked"
+                            )));
+                        }
+                        ctx.audit(
+                            &actor,
+                            None,
+                            "identity.unlinked",
+                            &json!({ "external": e2 }),
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .await?;
+            writeln!(out, "unlinked {external}")?;
+        }
+        IdentitiesCommand::List => {
+            let rows: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT external, principal, created_at FROM identities ORDER BY external",
+            )
+            .fetch_all(&store.pool)
+            .await?;
+            for (e, p, at) in rows {
+                writeln!(out, "{e}\t{p}\t{at}")?;
+            }
+        }
+    }
+    Ok(())
+}

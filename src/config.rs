@@ -1,0 +1,476 @@
+//! Settings, from lowest to highest precedence: built-in defaults, a TOML
+//! file (`--config`), `COUNTERSIGN_*` environment variables, command-line
+//! flags. With none of them the service runs on `countersign.db` in the
+//! working directory, on 127.0.0.1:8080, with the built-in fail-closed
+//! policy.
+//!
+//! Secrets are wrapped in [`Secret`], whose `Debug` and `Display` never
+//! print the value, so a settings dump in a log is safe.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::domain::request::parse_duration;
+
+/// A value that must never reach a log.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboxSettings {
+    /// First retry delay; doubles each attempt up to `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// After this long since it was queued, a delivery is given up and audited as failed.
+    pub give_up_after: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SlackSettings {
+    pub bot_token: Option<Secret>,
+    pub signing_secret: Option<Secret>,
+    /// Default channel; a policy rule's `slack_channel` overrides it.
+    pub channel: Option<String>,
+    pub api_url: String,
+}
+
+impl SlackSettings {
+    pub fn enabled(&self) -> bool {
+        self.bot_token.is_some()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TeamsSettings {
+    pub app_id: Option<String>,
+    pub app_password: Option<Secret>,
+    pub tenant: Option<String>,
+    pub openid_metadata_url: String,
+    pub token_url: Option<String>,
+    pub service_url: Option<String>,
+    pub conversation: Option<String>,
+    pub allowed_service_urls: Vec<String>,
+}
+
+impl TeamsSettings {
+    pub fn enabled(&self) -> bool {
+        self.app_id.is_some()
+    }
+
+    /// The token endpoint: configured, or the Microsoft identity platform's
+    /// for the tenant (`botframework.com` for multi-tenant bots).
+    pub fn token_url(&self) -> String {
+        self.token_url.clone().unwrap_or_else(|| {
+            let tenant = self.tenant.as_deref().unwrap_or("botframework.com");
+            format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token")
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub db: String,
+    pub listen: SocketAddr,
+    pub policy: Option<PathBuf>,
+    /// Ed25519 key that signs the audit chain; created at first start.
+    pub signing_key: PathBuf,
+    pub webhook_secret: Option<Secret>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    pub read_connections: u32,
+    /// Longest `?wait=` a long-poll may ask for.
+    pub max_wait: Duration,
+    pub outbox: OutboxSettings,
+    /// A directory whose templates override the compiled-in ones.
+    pub templates_dir: Option<PathBuf>,
+    /// Let everyone, not only the policy's `auditors` group, use `/audit` in chat.
+    pub audit_open_to_all: bool,
+    pub log_format: LogFormat,
+    pub slack: SlackSettings,
+    pub teams: TeamsSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            db: "countersign.db".into(),
+            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            policy: None,
+            signing_key: PathBuf::new(),
+            webhook_secret: None,
+            max_body_bytes: 64 * 1024,
+            read_connections: 8,
+            max_wait: Duration::from_secs(60),
+            outbox: OutboxSettings {
+                retry_base: Duration::from_secs(1),
+                retry_max: Duration::from_secs(300),
+                give_up_after: Duration::from_secs(24 * 3600),
+            },
+            templates_dir: None,
+            audit_open_to_all: false,
+            log_format: LogFormat::Text,
+            slack: SlackSettings {
+                bot_token: None,
+                signing_secret: None,
+                channel: None,
+                api_url: "https://slack.com/api".into(),
+            },
+            teams: TeamsSettings {
+                app_id: None,
+                app_password: None,
+                tenant: None,
+                openid_metadata_url:
+                    "https://login.botframework.com/v1/.well-known/openidconfiguration".into(),
+                token_url: None,
+                service_url: None,
+                conversation: None,
+                allowed_service_urls: vec![],
+            },
+        }
+    }
+}
+
+/// The TOML file: the same keys as the environment variables, lower-cased
+/// and without the prefix; Slack and Teams keys under `[slack]` and `[teams]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    db: Option<String>,
+    listen: Option<String>,
+    policy: Option<PathBuf>,
+    signing_key: Option<PathBuf>,
+    webhook_secret: Option<Secret>,
+    max_body_bytes: Option<usize>,
+    read_connections: Option<u32>,
+    max_wait: Option<String>,
+    templates_dir: Option<PathBuf>,
+    audit_open_to_all: Option<bool>,
+    log_format: Option<LogFormat>,
+    outbox_retry_base: Option<String>,
+    outbox_retry_max: Option<String>,
+    outbox_give_up_after: Option<String>,
+    #[serde(default)]
+    slack: FileSlack,
+    #[serde(default)]
+    teams: FileTeams,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSlack {
+    bot_token: Option<Secret>,
+    signing_secret: Option<Secret>,
+    channel: Option<String>,
+    api_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTeams {
+    app_id: Option<String>,
+    app_password: Option<Secret>,
+    tenant: Option<String>,
+    openid_metadata_url: Option<String>,
+    token_url: Option<String>,
+    service_url: Option<String>,
+    conversation: Option<String>,
+    allowed_service_urls: Option<Vec<String>>,
+}
+
+/// Values given on the command line; `None` leaves the lower layers alone.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub db: Option<String>,
+    pub listen: Option<String>,
+    pub policy: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
+}
+
+fn dur(key: &str, v: &str) -> Result<Duration, String> {
+    parse_duration(v).map_err(|e| format!("{key}: {e}"))
+}
+
+impl Settings {
+    /// Loads the layers in order; `env` is injected so tests need not touch
+    /// the process environment.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+        flags: &Overrides,
+    ) -> Result<Self, String> {
+        let mut s = Settings::default();
+        let env_file = env("COUNTERSIGN_CONFIG").map(PathBuf::from);
+        if let Some(path) = file.map(Path::to_path_buf).or(env_file) {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+            let f: FileConfig = toml::from_str(&text)
+                .map_err(|e| format!("config file {}: {e}", path.display()))?;
+            s.apply_file(f)?;
+        }
+        s.apply_env(&env)?;
+        if let Some(db) = &flags.db {
+            s.db = db.clone();
+        }
+        if let Some(l) = &flags.listen {
+            s.listen = parse_listen(l)?;
+        }
+        if let Some(p) = &flags.policy {
+            s.policy = Some(p.clone());
+        }
+        if let Some(f) = flags.log_format {
+            s.log_format = f;
+        }
+        if s.signing_key.as_os_str().is_empty() {
+            s.signing_key = default_key_path(&s.db);
+        }
+        if s.max_body_bytes < 1024 {
+            return Err("max_body_bytes must be at least 1024".into());
+        }
+        if s.max_wait > Duration::from_secs(60) {
+            return Err("max_wait may be at most 60s".into());
+        }
+        Ok(s)
+    }
+
+    fn apply_file(&mut self, f: FileConfig) -> Result<(), String> {
+        set(&mut self.db, f.db);
+        if let Some(l) = f.listen {
+            self.listen = parse_listen(&l)?;
+        }
+        self.policy = f.policy.or(self.policy.take());
+        set(&mut self.signing_key, f.signing_key);
+        self.webhook_secret = f.webhook_secret.or(self.webhook_secret.take());
+        set(&mut self.max_body_bytes, f.max_body_bytes);
+        set(&mut self.read_connections, f.read_connections);
+        if let Some(v) = f.max_wait {
+            self.max_wait = dur("max_wait", &v)?;
+        }
+        self.templates_dir = f.templates_dir.or(self.templates_dir.take());
+        set(&mut self.audit_open_to_all, f.audit_open_to_all);
+        set(&mut self.log_format, f.log_format);
+        if let Some(v) = f.outbox_retry_base {
+            self.outbox.retry_base = dur("outbox_retry_base", &v)?;
+        }
+        if let Some(v) = f.outbox_retry_max {
+            self.outbox.retry_max = dur("outbox_retry_max", &v)?;
+        }
+        if let Some(v) = f.outbox_give_up_after {
+            self.outbox.give_up_after = dur("outbox_give_up_after", &v)?;
+        }
+        let sl = &mut self.slack;
+        sl.bot_token = f.slack.bot_token.or(sl.bot_token.take());
+        sl.signing_secret = f.slack.signing_secret.or(sl.signing_secret.take());
+        sl.channel = f.slack.channel.or(sl.channel.take());
+        set(&mut sl.api_url, f.slack.api_url);
+        let t = &mut self.teams;
+        t.app_id = f.teams.app_id.or(t.app_id.take());
+        t.app_password = f.teams.app_password.or(t.app_password.take());
+        t.tenant = f.teams.tenant.or(t.tenant.take());
+        set(&mut t.openid_metadata_url, f.teams.openid_metadata_url);
+        t.token_url = f.teams.token_url.or(t.token_url.take());
+        t.service_url = f.teams.service_url.or(t.service_url.take());
+        t.conversation = f.teams.conversation.or(t.conversation.take());
+        set(&mut t.allowed_service_urls, f.teams.allowed_service_urls);
+        Ok(())
+    }
+
+    fn apply_env(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<(), String> {
+        let get = |k: &str| env(k).filter(|v| !v.is_empty());
+        set(&mut self.db, get("COUNTERSIGN_DB"));
+        if let Some(l) = get("COUNTERSIGN_LISTEN") {
+            self.listen = parse_listen(&l).map_err(|e| format!("COUNTERSIGN_LISTEN: {e}"))?;
+        }
+        if let Some(p) = get("COUNTERSIGN_POLICY") {
+            self.policy = Some(p.into());
+        }
+        if let Some(p) = get("COUNTERSIGN_SIGNING_KEY") {
+            self.signing_key = p.into();
+        }
+        if let Some(v) = get("COUNTERSIGN_WEBHOOK_SECRET") {
+            self.webhook_secret = Some(Secret(v));
+        }
+        if let Some(v) = get("COUNTERSIGN_MAX_BODY_BYTES") {
+            self.max_body_bytes = v
+                .parse()
+                .map_err(|_| "COUNTERSIGN_MAX_BODY_BYTES must be a number of bytes")?;
+        }
+        if let Some(v) = get("COUNTERSIGN_READ_CONNECTIONS") {
+            self.read_connections = v
+                .parse()
+                .map_err(|_| "COUNTERSIGN_READ_CONNECTIONS must be a number")?;
+        }
+        if let Some(v) = get("COUNTERSIGN_MAX_WAIT") {
+            self.max_wait = dur("COUNTERSIGN_MAX_WAIT", &v)?;
+        }
+        if let Some(v) = get("COUNTERSIGN_TEMPLATES_DIR") {
+            self.templates_dir = Some(v.into());
+        }
+        if let Some(v) = get("COUNTERSIGN_AUDIT_OPEN_TO_ALL") {
+            self.audit_open_to_all = matches!(v.as_str(), "1" | "true" | "yes");
+        }
+        if let Some(v) = get("COUNTERSIGN_LOG_FORMAT") {
+            self.log_format = match v.as_str() {
+                "json" => LogFormat::Json,
+                "text" => LogFormat::Text,
+                _ => return Err("COUNTERSIGN_LOG_FORMAT must be text or json".into()),
+            };
+        }
+        if let Some(v) = get("COUNTERSIGN_OUTBOX_RETRY_BASE") {
+            self.outbox.retry_base = dur("COUNTERSIGN_OUTBOX_RETRY_BASE", &v)?;
+        }
+        if let Some(v) = get("COUNTERSIGN_OUTBOX_RETRY_MAX") {
+            self.outbox.retry_max = dur("COUNTERSIGN_OUTBOX_RETRY_MAX", &v)?;
+        }
+        if let Some(v) = get("COUNTERSIGN_OUTBOX_GIVE_UP_AFTER") {
+            self.outbox.give_up_after = dur("COUNTERSIGN_OUTBOX_GIVE_UP_AFTER", &v)?;
+        }
+        if let Some(v) = get("COUNTERSIGN_SLACK_BOT_TOKEN") {
+            self.slack.bot_token = Some(Secret(v));
+        }
+        if let Some(v) = get("COUNTERSIGN_SLACK_SIGNING_SECRET") {
+            self.slack.signing_secret = Some(Secret(v));
+        }
+        if let Some(v) = get("COUNTERSIGN_SLACK_CHANNEL") {
+            self.slack.channel = Some(v);
+        }
+        set(&mut self.slack.api_url, get("COUNTERSIGN_SLACK_API_URL"));
+        if let Some(v) = get("COUNTERSIGN_TEAMS_APP_ID") {
+            self.teams.app_id = Some(v);
+        }
+        if let Some(v) = get("COUNTERSIGN_TEAMS_APP_PASSWORD") {
+            self.teams.app_password = Some(Secret(v));
+        }
+        if let Some(v) = get("COUNTERSIGN_TEAMS_TENANT") {
+            self.teams.tenant = Some(v);
+        }
+        set(
+            &mut self.teams.openid_metadata_url,
+            get("COUNTERSIGN_TEAMS_OPENID_METADATA_URL"),
+        );
+        if let Some(v) = get("COUNTERSIGN_TEAMS_TOKEN_URL") {
+            self.teams.token_url = Some(v);
+        }
+        if let Some(v) = get("COUNTERSIGN_TEAMS_SERVICE_URL") {
+            self.teams.service_url = Some(v);
+        }
+        if let Some(v) = get("COUNTERSIGN_TEAMS_CONVERSATION") {
+            self.teams.conversation = Some(v);
+        }
+        if let Some(v) = get("COUNTERSIGN_TEAMS_ALLOWED_SERVICE_URLS") {
+            self.teams.allowed_service_urls = v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        Ok(())
+    }
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| format!("'{s}' is not an address like 127.0.0.1:8080"))
+}
+
+/// The signing key lives beside the database: `countersign.db` →
+/// `countersign.db.audit-key.pem`.
+fn default_key_path(db: &str) -> PathBuf {
+    let path = db
+        .strip_prefix("sqlite://")
+        .or_else(|| db.strip_prefix("sqlite:"))
+        .unwrap_or(db);
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path == ":memory:" {
+        return PathBuf::from("countersign.audit-key.pem");
+    }
+    PathBuf::from(format!("{path}.audit-key.pem"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_nothing_set_the_defaults_apply() {
+        let s = Settings::load(None, |_| None, &Overrides::default()).unwrap();
+        assert_eq!(s.db, "countersign.db");
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.signing_key, PathBuf::from("countersign.db.audit-key.pem"));
+        assert!(!s.slack.enabled() && !s.teams.enabled());
+    }
+
+    #[test]
+    fn flags_beat_environment_which_beats_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "db = \"file.db\"\nlisten = \"127.0.0.1:1\"\n[slack]\nchannel = \"C1\"\n",
+        )
+        .unwrap();
+        let env = |k: &str| (k == "COUNTERSIGN_LISTEN").then(|| "127.0.0.1:2".to_string());
+        let flags = Overrides {
+            db: Some("flag.db".into()),
+            ..Default::default()
+        };
+        let s = Settings::load(Some(&file), env, &flags).unwrap();
+        assert_eq!(s.db, "flag.db");
+        assert_eq!(s.listen.port(), 2);
+        assert_eq!(s.slack.channel.as_deref(), Some("C1"));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Settings::load(
+            None,
+            |k| (k == "COUNTERSIGN_WEBHOOK_SECRET").then(|| "hunter2".into()),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_bad_setting_is_refused_with_its_name() {
+        let err = Settings::load(
+            None,
+            |k| (k == "COUNTERSIGN_LISTEN").then(|| "nowhere".into()),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.contains("COUNTERSIGN_LISTEN"));
+    }
+}

@@ -1,0 +1,12 @@
+//! Pure domain code: no I/O. Principals, requests, policy and the decision
+//! rules every channel calls.
+
+pub mod audit_command;
+pub mod policy;
+pub mod principal;
+pub mod request;
+pub mod rules;
+
+pub use policy::{ApprovalSpec, Effect, OnExpiry, Policy};
+pub use principal::Principal;
+pub use request::{Action, PayloadHash, RequestContent, Risk, Status, Verdict};

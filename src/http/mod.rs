@@ -1,0 +1,41 @@
+//! The HTTP surface: one module per surface (`api`, `audit`, `ops`), each
+//! owning its handlers and types; the chat channels add their own routers.
+//! This module assembles them with the layers every route shares: a body
+//! size limit (413), tracing, and panic-to-500 as a last resort.
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod extract;
+pub mod openapi;
+pub mod ops;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::AppError;
+use crate::service::App;
+
+/// The whole application router; `channels` are the Slack / Teams routers.
+pub fn router(app: App, channels: Vec<Router<App>>) -> Router {
+    let limit = app.settings.max_body_bytes;
+    let mut r = Router::new()
+        .merge(api::routes())
+        .merge(audit::routes())
+        .merge(ops::routes())
+        .merge(openapi::routes());
+    for c in channels {
+        r = r.merge(c);
+    }
+    r.fallback(|| async { AppError::NotFound("no such endpoint; see GET /openapi.json".into()) })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(AppError::Internal(anyhow::anyhow!(
+                "handler panicked"
+            )))
+        }))
+        .with_state(app)
+}

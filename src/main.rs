@@ -1,0 +1,6 @@
+//! The `countersign` binary: see `countersign --help`.
+
+fn main() -> std::process::ExitCode {
+    countersign::startup::install_crypto_provider();
+    countersign::cli::main()
+}

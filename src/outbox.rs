@@ -1,0 +1,240 @@
+//! The delivery worker: everything that reaches outside (webhooks, Slack,
+//! Teams) is a row in the outbox, written in the same transaction as the
+//! state change that caused it, and delivered from here with retries.
+//!
+//! Rows in one lane (`slack:<request>`, `webhook:<request>`) go strictly in
+//! order and one at a time, so a message update never overtakes the post
+//! that created it; different lanes run concurrently. A row is finished in
+//! one transaction with the audit event and any chat-message reference its
+//! delivery produced, so a restart neither loses nor repeats finished work.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock;
+use crate::config::OutboxSettings;
+use crate::error::AppResult;
+use crate::store::Store;
+pub use crate::store::outbox::OutboxItem;
+
+/// Where a delivered chat message lives, to update it later.
+#[derive(Debug, Clone)]
+pub struct ChatMessageRef {
+    pub channel: &'static str,
+    pub conversation: String,
+    pub message_id: String,
+    pub extra: Option<Value>,
+}
+
+/// What one delivery attempt came to.
+#[derive(Debug)]
+pub enum Delivery {
+    Delivered {
+        audit: Option<(String, Value)>,
+        message: Option<ChatMessageRef>,
+    },
+    /// Try again later: after `after` if the far end said so (Retry-After),
+    /// else after the backoff.
+    Retry {
+        error: String,
+        after: Option<Duration>,
+        audit: Option<(String, Value)>,
+    },
+    /// Will never succeed (e.g. the receiver answered 4xx).
+    Failed {
+        error: String,
+        audit: Option<(String, Value)>,
+    },
+}
+
+#[async_trait::async_trait]
+pub trait Deliverer: Send + Sync {
+    async fn deliver(&self, item: &OutboxItem) -> Delivery;
+}
+
+#[derive(Clone)]
+pub struct Outbox {
+    store: Store,
+    settings: OutboxSettings,
+    handlers: Arc<HashMap<String, Arc<dyn Deliverer>>>,
+}
+
+impl Outbox {
+    pub fn new(store: Store, settings: OutboxSettings) -> Self {
+        Self {
+            store,
+            settings,
+            handlers: Arc::new(HashMap::new()),
+        }
+    }
+
+    pub fn register(&mut self, kind: &str, handler: Arc<dyn Deliverer>) {
+        Arc::get_mut(&mut self.handlers)
+            .expect("handlers are registered before the worker starts")
+            .insert(kind.to_string(), handler);
+    }
+
+    pub fn kinds(&self) -> Vec<String> {
+        let mut k: Vec<String> = self.handlers.keys().cloned().collect();
+        k.sort();
+        k
+    }
+
+    /// Runs until `shutdown`. Sleeps until the next row is due or a commit
+    /// queues a new one.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let kinds = self.kinds();
+        let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let done = Arc::new(tokio::sync::Notify::new());
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let now = clock::now();
+            match crate::store::outbox::due(&self.store, &kinds, now, 64).await {
+                Ok(items) => {
+                    for item in items {
+                        if !in_flight.lock().expect("lock").insert(item.lane.clone()) {
+                            continue;
+                        }
+                        let this = self.clone();
+                        let in_flight = in_flight.clone();
+                        let done = done.clone();
+                        tokio::spawn(async move {
+                            let lane = item.lane.clone();
+                            if let Err(e) = this.attempt(item).await {
+                                tracing::error!(error = %e, "recording a delivery outcome failed");
+                            }
+                            in_flight.lock().expect("lock").remove(&lane);
+                            done.notify_one();
+                        });
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "reading the outbox failed"),
+            }
+            let wait = match crate::store::outbox::next_due(&self.store, &kinds).await {
+                Ok(Some(t)) => (t - clock::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .min(Duration::from_secs(30)),
+                _ => Duration::from_secs(30),
+            };
+            let wait = wait.max(Duration::from_millis(5));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.store.signals.outbox.notified() => {}
+                _ = done.notified() => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    }
+
+    /// One delivery attempt and its bookkeeping. Public so tests can drive
+    /// the worker one step at a time.
+    pub async fn attempt(&self, item: OutboxItem) -> AppResult<()> {
+        let handler = self.handlers.get(&item.kind).cloned();
+        let outcome = match handler {
+            Some(h) => h.deliver(&item).await,
+            None => Delivery::Retry {
+                error: format!("no handler for {}", item.kind),
+                after: None,
+                audit: None,
+            },
+        };
+        self.record(item, outcome).await
+    }
+
+    fn backoff(&self, attempts: i64) -> Duration {
+        let exp = self
+            .settings
+            .retry_base
+            .saturating_mul(1u32 << attempts.clamp(0, 20) as u32);
+        let capped = exp.min(self.settings.retry_max);
+        // ±20 % jitter so many failed deliveries do not retry in lockstep.
+        let jitter = rand::thread_rng().gen_range(0.8..1.2);
+        capped.mul_f64(jitter)
+    }
+
+    async fn record(&self, item: OutboxItem, outcome: Delivery) -> AppResult<()> {
+        let attempts = item.attempts + 1;
+        let created = clock::parse(&item.created_at).unwrap_or_else(clock::now);
+        let give_up = clock::now() - created
+            >= chrono::Duration::from_std(self.settings.give_up_after)
+                .unwrap_or(chrono::Duration::MAX);
+        let retry_delay = match &outcome {
+            Delivery::Retry { after, .. } => {
+                Some(after.unwrap_or_default().max(self.backoff(item.attempts)))
+            }
+            _ => None,
+        };
+        metrics::counter!("countersign_outbox_attempts_total", "kind" => item.kind.clone(), "outcome" => match &outcome {
+            Delivery::Delivered { .. } => "delivered",
+            Delivery::Retry { .. } => "retry",
+            Delivery::Failed { .. } => "failed",
+        })
+        .increment(1);
+        self.store
+            .write(move |ctx| {
+                Box::pin(async move {
+                    let now = ctx.now_str();
+                    let request = item.request_uuid();
+                    let action: Option<String> = match request {
+                        Some(id) => sqlx::query_scalar("SELECT action FROM approval_requests WHERE id = ?")
+                            .bind(id.to_string())
+                            .fetch_optional(&mut ctx.conn)
+                            .await?,
+                        None => None,
+                    };
+                    let req = request.map(|id| (id, action.as_deref().unwrap_or("")));
+                    let actor = crate::domain::Principal::system();
+                    match outcome {
+                        Delivery::Delivered { audit, message } => {
+                            sqlx::query("UPDATE outbox SET done_at = ?, outcome = 'delivered', attempts = ?, last_error = NULL WHERE id = ?")
+                                .bind(&now).bind(attempts).bind(item.id)
+                                .execute(&mut ctx.conn).await?;
+                            if let (Some(m), Some(id)) = (message, request) {
+                                sqlx::query(
+                                    "INSERT INTO chat_messages (request_id, channel, conversation, message_id, extra) VALUES (?, ?, ?, ?, ?) \
+                                     ON CONFLICT (request_id, channel) DO UPDATE SET conversation = excluded.conversation, \
+                                     message_id = excluded.message_id, extra = excluded.extra",
+                                )
+                                .bind(id.to_string()).bind(m.channel).bind(&m.conversation).bind(&m.message_id)
+                                .bind(m.extra.map(|e| e.to_string()))
+                                .execute(&mut ctx.conn).await?;
+                            }
+                            if let Some((kind, data)) = audit {
+                                ctx.audit(actor, req, &kind, &data).await?;
+                            }
+                        }
+                        Delivery::Retry { error, audit, .. } if !give_up => {
+                            let delay = chrono::Duration::from_std(retry_delay.unwrap_or_default()).unwrap_or_default();
+                            sqlx::query("UPDATE outbox SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ?")
+                                .bind(attempts).bind(&error).bind(clock::fmt(ctx.now + delay)).bind(item.id)
+                                .execute(&mut ctx.conn).await?;
+                            if let Some((kind, data)) = audit {
+                                ctx.audit(actor, req, &kind, &data).await?;
+                            }
+                            ctx.after_commit(crate::store::AfterCommit::OutboxQueued);
+                        }
+                        Delivery::Retry { error, audit, .. } | Delivery::Failed { error, audit } => {
+                            sqlx::query("UPDATE outbox SET done_at = ?, outcome = 'failed', attempts = ?, last_error = ? WHERE id = ?")
+                                .bind(&now).bind(attempts).bind(&error).bind(item.id)
+                                .execute(&mut ctx.conn).await?;
+                            if let Some((kind, data)) = audit {
+                                ctx.audit(actor, req, &kind, &data).await?;
+                            }
+                            let data = json!({ "outbox_id": item.id, "kind": item.kind, "attempts": attempts, "error": error });
+                            ctx.audit(actor, req, "delivery.given_up", &data).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+}

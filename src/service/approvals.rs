@@ -1,0 +1,372 @@
+//! Creating, deciding and cancelling requests.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::App;
+use crate::clock;
+use crate::domain::policy::{ApprovalSpec, Effect, OnExpiry};
+use crate::domain::rules::{self, Refusal};
+use crate::domain::{PayloadHash, Principal, RequestContent, Status, Verdict};
+use crate::error::{AppError, AppResult};
+use crate::store::keys::ApiKey;
+use crate::store::requests::{self, Approval, NewRow};
+use crate::store::{AfterCommit, WriteCtx};
+
+pub struct NewRequest {
+    pub content: RequestContent,
+    pub expires_in: Option<Duration>,
+    pub callback_url: Option<String>,
+    pub idempotency_key: Option<String>,
+    /// SHA-256 of the request body as sent, to tell a retry from a reuse.
+    pub body_hash: String,
+}
+
+pub enum Created {
+    New(Approval),
+    /// The same Idempotency-Key and body as an earlier request.
+    Replayed(Approval),
+}
+
+pub struct DecisionInput {
+    pub request_id: Uuid,
+    pub who: Principal,
+    pub verdict: Verdict,
+    pub comment: Option<String>,
+    /// `api`, `slack` or `teams`.
+    pub channel: &'static str,
+    /// The hash the approver was shown; must match the request's.
+    pub payload_sha256: Option<String>,
+}
+
+impl App {
+    pub async fn create_request(&self, key: &ApiKey, new: NewRequest) -> AppResult<Created> {
+        let policy = self.policy();
+        let eval = policy.evaluate(
+            new.content.action.as_str(),
+            &new.content.resource,
+            new.content.risk,
+        );
+        let rule = eval.rule.to_string();
+        let version = eval.version.to_string();
+        let effect = eval.effect.clone();
+        drop(policy);
+
+        if new.callback_url.is_some() && self.settings.webhook_secret.is_none() {
+            return Err(AppError::Unprocessable(
+                "callback_url needs the server to have a webhook secret (COUNTERSIGN_WEBHOOK_SECRET); ask the operator or long-poll instead".into(),
+            ));
+        }
+        let spec = match &effect {
+            Effect::RequireApproval(spec) => Some(spec.clone()),
+            _ => None,
+        };
+        // An agent may ask for a shorter deadline than its rule, never a longer one.
+        let expires_in = match (&spec, new.expires_in) {
+            (Some(s), Some(asked)) => asked.min(s.expires_in),
+            (Some(s), None) => s.expires_in,
+            (None, _) => Duration::ZERO,
+        };
+        let key = key.clone();
+        let channels = self.channels.clone();
+        self.store
+            .write(move |ctx| {
+                Box::pin(async move {
+                    if let Some(k) = &new.idempotency_key
+                        && let Some(existing) = requests::find_idempotent(&mut ctx.conn, &key.principal, k).await?
+                    {
+                        return if existing.idempotency_hash.as_deref() == Some(new.body_hash.as_str()) {
+                            Ok(Created::Replayed(existing))
+                        } else {
+                            Err(AppError::Conflict(format!(
+                                "Idempotency-Key '{k}' was already used for a different request ({}); use a new key for a new request",
+                                existing.id
+                            )))
+                        };
+                    }
+                    let id = Uuid::now_v7();
+                    let now = ctx.now;
+                    let now_s = clock::fmt(now);
+                    let expires_at = clock::fmt(now + chrono::Duration::from_std(expires_in).unwrap_or_default());
+                    let hash = new.content.payload_hash(&key.principal);
+                    let (status, decided_by, reason) = match &effect {
+                        Effect::Allow => (Status::Approved, Some(format!("policy:{rule}")), Some(format!("allowed by policy rule '{rule}'"))),
+                        Effect::Deny => (Status::Denied, Some(format!("policy:{rule}")), Some(format!("denied by policy rule '{rule}'"))),
+                        Effect::RequireApproval(_) => (Status::Pending, None, None),
+                    };
+                    let empty = ApprovalSpec {
+                        approvals: 0,
+                        approvers: vec![],
+                        expires_in: Duration::ZERO,
+                        on_expiry: OnExpiry::Deny,
+                        slack_channel: None,
+                        teams_conversation: None,
+                    };
+                    let s = spec.as_ref().unwrap_or(&empty);
+                    requests::insert(
+                        &mut ctx.conn,
+                        &NewRow {
+                            id,
+                            content: &new.content,
+                            requester: &key.principal,
+                            key_id: key.id,
+                            key_owner: key.owner.as_ref(),
+                            status,
+                            policy_rule: &rule,
+                            policy_version: &version,
+                            required_approvals: s.approvals,
+                            approvers: &s.approvers,
+                            on_expiry: s.on_expiry,
+                            slack_channel: s.slack_channel.as_deref(),
+                            teams_conversation: s.teams_conversation.as_deref(),
+                            callback_url: new.callback_url.as_deref(),
+                            payload_sha256: hash.as_str(),
+                            created_at: &now_s,
+                            expires_at: &expires_at,
+                            decided_at: status.is_final().then_some(now_s.as_str()),
+                            decided_by: decided_by.as_deref(),
+                            final_reason: reason.as_deref(),
+                            idempotency_key: new.idempotency_key.as_deref(),
+                            idempotency_hash: new.idempotency_key.as_ref().map(|_| new.body_hash.as_str()),
+                        },
+                    )
+                    .await?;
+                    let c = &new.content;
+                    let req = Some((id, c.action.as_str()));
+                    let actor = key.principal.as_str().to_string();
+                    ctx.audit(&actor, req, "request.created", &json!({
+                        "action": c.action.as_str(), "resource": c.resource, "summary": c.summary,
+                        "justification": c.justification, "details": c.details, "risk": c.risk,
+                        "requester": key.principal, "on_behalf_of": c.on_behalf_of, "key_id": key.id,
+                        "key_owner": key.owner, "callback_url": new.callback_url, "expires_at": expires_at,
+                        "payload_sha256": hash.as_str(), "idempotency_key": new.idempotency_key,
+                    }))
+                    .await?;
+                    ctx.audit(Principal::system(), req, "policy.evaluated", &json!({
+                        "rule": rule, "version": version, "effect": effect.name(),
+                        "required_approvals": s.approvals, "approvers": s.approvers,
+                        "on_expiry": s.on_expiry.as_str(),
+                    }))
+                    .await?;
+                    let approval = requests::load(&mut ctx.conn, id).await?.ok_or_else(|| AppError::Internal(anyhow::anyhow!("request vanished")))?;
+                    if status.is_final() {
+                        ctx.audit(Principal::system(), req, &format!("request.{status}"), &json!({
+                            "by": decided_by, "reason": reason,
+                        }))
+                        .await?;
+                        on_final(ctx, &channels, &approval).await?;
+                    } else {
+                        for ch in channels.iter() {
+                            ctx.enqueue(&format!("{ch}.post"), &format!("{ch}:{id}"), Some(id), &json!({ "request_id": id })).await?;
+                        }
+                        ctx.after_commit(AfterCommit::NewDeadline);
+                    }
+                    Ok(Created::New(approval))
+                })
+            })
+            .await
+    }
+
+    /// Records one decision through the rules. A refusal is audited and
+    /// committed, then returned as `AppError::Refused`.
+    pub async fn decide(&self, input: DecisionInput) -> AppResult<Approval> {
+        if let Some(c) = &input.comment {
+            crate::domain::request::check_text("comment", c, 2000, false)
+                .map_err(AppError::Unprocessable)?;
+        }
+        let channels = self.channels.clone();
+        let outcome: Result<Approval, (Refusal, Approval)> = self
+            .store
+            .write(move |ctx| {
+                Box::pin(async move {
+                    let id = input.request_id;
+                    let Some(req) = requests::load(&mut ctx.conn, id).await? else {
+                        return Err(AppError::NotFound(format!("no approval request has id {id}")));
+                    };
+                    if let Some(h) = &input.payload_sha256
+                        && h != &req.payload_sha256
+                    {
+                        return Err(AppError::Conflict(format!(
+                            "payload_sha256 {h} is not the hash of this request's payload ({}): decide on what you were shown",
+                            req.payload_sha256
+                        )));
+                    }
+                    let prior_list = req.prior_principals();
+                    let prior = requests::prior(&prior_list);
+                    let verdict = rules::decide(&req.facts(), &prior, &input.who, input.verdict, input.comment.as_deref());
+                    let reqref = Some((id, req.action.as_str()));
+                    let actor = input.who.as_str().to_string();
+                    match verdict {
+                        Err(refusal) => {
+                            // Bad input is not an event; every other refusal is.
+                            if refusal == Refusal::CommentRequired {
+                                return Err(AppError::Refused(refusal));
+                            }
+                            ctx.audit(&actor, reqref, "decision.blocked", &json!({
+                                "reason": refusal.code(), "message": refusal.message(),
+                                "verdict": input.verdict, "channel": input.channel, "status": req.status,
+                            }))
+                            .await?;
+                            Ok(Err((refusal, req)))
+                        }
+                        Ok(effect) => {
+                            let now = ctx.now_str();
+                            requests::insert_decision(&mut ctx.conn, id, &input.who, input.verdict, input.comment.as_deref(), input.channel, &now).await?;
+                            ctx.audit(&actor, reqref, &format!("decision.{}", input.verdict.as_str()), &json!({
+                                "verdict": input.verdict, "comment": input.comment, "channel": input.channel,
+                                "payload_sha256": req.payload_sha256,
+                            }))
+                            .await?;
+                            if let Some(status) = effect.final_status() {
+                                let reason = match status {
+                                    Status::Approved => format!("approved by {} of {} required", req.approvals.len() + 1, req.required_approvals),
+                                    _ => format!("denied by {}", input.who),
+                                };
+                                requests::finalize(&mut ctx.conn, id, status, &now, input.who.as_str(), &reason).await?;
+                                ctx.audit(&actor, reqref, &format!("request.{status}"), &json!({ "by": input.who, "reason": reason, "channel": input.channel })).await?;
+                            }
+                            let after = requests::load(&mut ctx.conn, id).await?.ok_or_else(|| AppError::Internal(anyhow::anyhow!("request vanished")))?;
+                            if after.status.is_final() {
+                                on_final(ctx, &channels, &after).await?;
+                            } else {
+                                update_channels(ctx, &channels, id).await?;
+                            }
+                            Ok(Ok(after))
+                        }
+                    }
+                })
+            })
+            .await?;
+        outcome.map_err(|(refusal, _)| AppError::Refused(refusal))
+    }
+
+    /// Cancels a pending request; only its requester may.
+    pub async fn cancel(&self, key: &ApiKey, id: Uuid) -> AppResult<Approval> {
+        let key = key.clone();
+        let channels = self.channels.clone();
+        self.store
+            .write(move |ctx| {
+                Box::pin(async move {
+                    let Some(req) = requests::load(&mut ctx.conn, id).await? else {
+                        return Err(AppError::NotFound(format!(
+                            "no approval request has id {id}"
+                        )));
+                    };
+                    if req.requester != key.principal && !key.has(crate::store::keys::Scope::Admin)
+                    {
+                        return Err(AppError::NotFound(format!(
+                            "no approval request has id {id}"
+                        )));
+                    }
+                    if req.status.is_final() {
+                        return Err(AppError::Refused(Refusal::AlreadyFinal {
+                            status: req.status,
+                            decided_by: req.decided_by.clone(),
+                            decided_at: req.decided_at.as_deref().and_then(clock::parse),
+                        }));
+                    }
+                    let now = ctx.now_str();
+                    let reason = format!("cancelled by {}", key.principal);
+                    requests::finalize(
+                        &mut ctx.conn,
+                        id,
+                        Status::Cancelled,
+                        &now,
+                        key.principal.as_str(),
+                        &reason,
+                    )
+                    .await?;
+                    ctx.audit(
+                        key.principal.as_str(),
+                        Some((id, &req.action)),
+                        "request.cancelled",
+                        &json!({ "by": key.principal }),
+                    )
+                    .await?;
+                    let after = requests::load(&mut ctx.conn, id)
+                        .await?
+                        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("request vanished")))?;
+                    on_final(ctx, &channels, &after).await?;
+                    Ok(after)
+                })
+            })
+            .await
+    }
+
+    /// Waits up to `wait` for the request to leave `pending`. Subscribes
+    /// before each read so a decision between the read and the sleep is
+    /// not missed.
+    pub async fn wait_for(&self, id: Uuid, wait: Duration) -> AppResult<Option<Approval>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let sub = self.store.waiters.subscribe(id);
+            let notified = sub.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let current = requests::get(&self.store.pool, id).await?;
+            match &current {
+                Some(a) if a.status == Status::Pending => {
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return Ok(current);
+                    }
+                }
+                _ => return Ok(current),
+            }
+        }
+    }
+}
+
+/// Queues what a final state sends out: chat updates, the webhook, wake-ups.
+pub(crate) async fn on_final(
+    ctx: &mut WriteCtx,
+    channels: &[&'static str],
+    approval: &Approval,
+) -> AppResult<()> {
+    let id = approval.id;
+    if let Ok(created) = clock::parse(&approval.created_at).ok_or(()) {
+        ctx.after_commit(AfterCommit::Final {
+            status: approval.status.as_str(),
+            created_at: created,
+        });
+    }
+    ctx.after_commit(AfterCommit::Wake(id));
+    // Requests decided by policy at once were never posted to chat.
+    if approval.required_approvals > 0 {
+        update_channels(ctx, channels, id).await?;
+    }
+    if let Some(url) = &approval.callback_url {
+        let body = serde_json::to_value(approval).unwrap_or(Value::Null);
+        ctx.enqueue(
+            crate::webhook::KIND,
+            &format!("webhook:{id}"),
+            Some(id),
+            &json!({ "url": url, "body": body }),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Queues an in-place update of every chat message posted for a request.
+pub(crate) async fn update_channels(
+    ctx: &mut WriteCtx,
+    channels: &[&'static str],
+    id: Uuid,
+) -> AppResult<()> {
+    for ch in channels {
+        ctx.enqueue(
+            &format!("{ch}.update"),
+            &format!("{ch}:{id}"),
+            Some(id),
+            &json!({ "request_id": id }),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+pub fn body_hash(body: &[u8]) -> String {
+    PayloadHash::of(body).as_str().to_string()
+}

@@ -1,0 +1,220 @@
+//! Runs a parsed `/audit` command against the trail. Both chat channels
+//! call this and only render the answer.
+
+use uuid::Uuid;
+
+use super::App;
+use crate::domain::audit_command::{AuditCommand, ParsedAudit};
+use crate::domain::{Principal, Status};
+use crate::error::{AppError, AppResult};
+use crate::http::audit::{VerifyResult, verify_store};
+use crate::store::requests::{self, Approval, ListFilter};
+use crate::store::trail::{self, AuditEventView, AuditFilter};
+
+/// Rows per page in chat answers.
+pub const PAGE_SIZE: u32 = 10;
+
+#[derive(Debug)]
+pub enum AuditAnswer {
+    /// A list of requests (recent, pending, by person, search).
+    Requests {
+        title: String,
+        items: Vec<Approval>,
+        page: u32,
+        more: bool,
+    },
+    /// One request's full timeline.
+    Timeline {
+        request: Box<Approval>,
+        events: Vec<AuditEventView>,
+    },
+    /// What a person requested and decided.
+    Person {
+        principal: Principal,
+        events: Vec<AuditEventView>,
+        page: u32,
+        more: bool,
+    },
+    Verify(VerifyResult),
+    Help(&'static str),
+}
+
+impl App {
+    /// `who` must already be a resolved principal (mentions resolved by the channel).
+    pub async fn audit_query(
+        &self,
+        who: &Principal,
+        parsed: ParsedAudit,
+        person: Option<Principal>,
+    ) -> AppResult<AuditAnswer> {
+        if !self.is_auditor(who) {
+            return Err(AppError::Forbidden(format!(
+                "{who} is not in the policy's auditors group, so cannot read the audit trail from chat"
+            )));
+        }
+        let page = parsed.page;
+        let offset_pages = page.saturating_sub(1);
+        let pool = &self.store.pool;
+        Ok(match parsed.command {
+            AuditCommand::Help => AuditAnswer::Help(crate::domain::audit_command::HELP),
+            AuditCommand::Verify => AuditAnswer::Verify(verify_store(self).await?),
+            AuditCommand::Request(id) => {
+                let request = requests::get(pool, id).await?.ok_or_else(|| {
+                    AppError::NotFound(format!("no approval request has id {id}"))
+                })?;
+                let mut events = trail::query(
+                    pool,
+                    &AuditFilter {
+                        request_id: Some(id),
+                        limit: 500,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+                events.reverse();
+                AuditAnswer::Timeline {
+                    request: Box::new(request),
+                    events: events.into_iter().map(Into::into).collect(),
+                }
+            }
+            AuditCommand::Person(_) => {
+                let principal = person.ok_or_else(|| {
+                    AppError::BadRequest(
+                        "that mention is not linked to a person Countersign knows".into(),
+                    )
+                })?;
+                let events = paged_events(
+                    pool,
+                    AuditFilter {
+                        actor: Some(principal.to_string()),
+                        ..Default::default()
+                    },
+                    offset_pages,
+                )
+                .await?;
+                let more = events.len() > PAGE_SIZE as usize;
+                AuditAnswer::Person {
+                    principal,
+                    events: events.into_iter().take(PAGE_SIZE as usize).collect(),
+                    page,
+                    more,
+                }
+            }
+            AuditCommand::Recent => {
+                list(
+                    pool,
+                    "Recent requests",
+                    ListFilter::default(),
+                    offset_pages,
+                    page,
+                )
+                .await?
+            }
+            AuditCommand::Pending => {
+                list(
+                    pool,
+                    "Pending requests",
+                    ListFilter {
+                        status: Some(Status::Pending),
+                        ..Default::default()
+                    },
+                    offset_pages,
+                    page,
+                )
+                .await?
+            }
+            AuditCommand::Search { action, since } => {
+                let mut title = "Requests".to_string();
+                if let Some(a) = &action {
+                    title.push_str(&format!(" for action {a}"));
+                }
+                if let Some(s) = since {
+                    title.push_str(&format!(" since {}", s.format("%Y-%m-%d %H:%M UTC")));
+                }
+                // Requests made since a time: UUID v7 ids sort by creation,
+                // so the bound is an id.
+                let mut items = Vec::new();
+                let mut before: Option<Uuid> = None;
+                let want = (offset_pages + 1) * PAGE_SIZE + 1;
+                'outer: loop {
+                    let batch = requests::list(
+                        pool,
+                        &ListFilter {
+                            action: action.clone(),
+                            before,
+                            limit: 200,
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                    if batch.is_empty() {
+                        break;
+                    }
+                    before = batch.last().map(|a| a.id);
+                    for a in batch {
+                        if let Some(s) = since
+                            && crate::clock::parse(&a.created_at).is_some_and(|t| t < s)
+                        {
+                            break 'outer;
+                        }
+                        items.push(a);
+                        if items.len() as u32 >= want {
+                            break 'outer;
+                        }
+                    }
+                }
+                let start = (offset_pages * PAGE_SIZE) as usize;
+                let more = items.len() > start + PAGE_SIZE as usize;
+                let items = items
+                    .into_iter()
+                    .skip(start)
+                    .take(PAGE_SIZE as usize)
+                    .collect();
+                AuditAnswer::Requests {
+                    title,
+                    items,
+                    page,
+                    more,
+                }
+            }
+        })
+    }
+}
+
+async fn list(
+    pool: &sqlx::SqlitePool,
+    title: &str,
+    mut f: ListFilter,
+    offset_pages: u32,
+    page: u32,
+) -> AppResult<AuditAnswer> {
+    f.limit = (offset_pages + 1) * PAGE_SIZE + 1;
+    let all = requests::list(pool, &f).await?;
+    let start = (offset_pages * PAGE_SIZE) as usize;
+    let more = all.len() > start + PAGE_SIZE as usize;
+    let items = all
+        .into_iter()
+        .skip(start)
+        .take(PAGE_SIZE as usize)
+        .collect();
+    Ok(AuditAnswer::Requests {
+        title: title.to_string(),
+        items,
+        page,
+        more,
+    })
+}
+
+async fn paged_events(
+    pool: &sqlx::SqlitePool,
+    mut f: AuditFilter,
+    offset_pages: u32,
+) -> AppResult<Vec<AuditEventView>> {
+    f.limit = (offset_pages + 1) * PAGE_SIZE + 1;
+    let all = trail::query(pool, &f).await?;
+    Ok(all
+        .into_iter()
+        .skip((offset_pages * PAGE_SIZE) as usize)
+        .map(Into::into)
+        .collect())
+}

@@ -1,0 +1,87 @@
+//! The expiry sweeper. Sleeps until the earliest pending deadline (or until
+//! a new request brings one closer), then expires every overdue request
+//! through the same path as a decision: final state, audit event, chat
+//! updates, webhook, waiters woken. Expiry denies unless the rule said
+//! `on_expiry: approve`.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::App;
+use super::approvals::on_final;
+use crate::clock;
+use crate::domain::policy::OnExpiry;
+use crate::domain::{Principal, Status};
+use crate::error::{AppError, AppResult};
+use crate::store::requests;
+
+/// Longest sleep between sweeps; a safety net, since new deadlines wake us.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+impl App {
+    pub async fn run_expiry(self, shutdown: CancellationToken) {
+        loop {
+            match self.expire_due().await {
+                Ok(n) if n > 0 => tracing::info!(expired = n, "expired overdue requests"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
+            }
+            let next: Option<String> = sqlx::query_scalar(
+                "SELECT MIN(expires_at) FROM approval_requests WHERE status = 'pending'",
+            )
+            .fetch_one(&self.store.pool)
+            .await
+            .unwrap_or(None);
+            let sleep = next
+                .as_deref()
+                .and_then(clock::parse)
+                .map(|t| (t - clock::now()).to_std().unwrap_or(Duration::ZERO))
+                .unwrap_or(MAX_SLEEP)
+                .min(MAX_SLEEP);
+            tokio::select! {
+                // A few ms past the deadline so the row compares as overdue.
+                _ = tokio::time::sleep(sleep + Duration::from_millis(5)) => {}
+                _ = self.store.signals.deadlines.notified() => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    }
+
+    /// Expires every pending request whose deadline has passed; returns how many.
+    pub async fn expire_due(&self) -> AppResult<usize> {
+        let channels = self.channels.clone();
+        self.store
+            .write(move |ctx| {
+                Box::pin(async move {
+                    let now = ctx.now_str();
+                    let ids: Vec<String> = sqlx::query_scalar(
+                        "SELECT id FROM approval_requests WHERE status = 'pending' AND expires_at <= ? ORDER BY expires_at LIMIT 500",
+                    )
+                    .bind(&now)
+                    .fetch_all(&mut ctx.conn)
+                    .await?;
+                    for id in &ids {
+                        let id = Uuid::parse_str(id).map_err(|_| AppError::Internal(anyhow::anyhow!("bad id {id}")))?;
+                        let Some(req) = requests::load(&mut ctx.conn, id).await? else { continue };
+                        let (status, reason) = match req.on_expiry() {
+                            OnExpiry::Deny => (Status::Expired, "expired without a decision; expiry denies".to_string()),
+                            OnExpiry::Approve => (Status::Approved, format!("expired; rule '{}' approves on expiry", req.policy.rule)),
+                        };
+                        requests::finalize(&mut ctx.conn, id, status, &now, Principal::system(), &reason).await?;
+                        ctx.audit(Principal::system(), Some((id, &req.action)), "request.expired", &json!({
+                            "outcome": status, "reason": reason, "expires_at": req.expires_at,
+                            "approvals": req.approvals.len(), "required_approvals": req.required_approvals,
+                        }))
+                        .await?;
+                        let after = requests::load(&mut ctx.conn, id).await?.ok_or_else(|| AppError::Internal(anyhow::anyhow!("request vanished")))?;
+                        on_final(ctx, &channels, &after).await?;
+                    }
+                    Ok(ids.len())
+                })
+            })
+            .await
+    }
+}

@@ -1,0 +1,93 @@
+//! The application: what every surface (HTTP API, Slack, Teams, CLI) calls
+//! to create, decide, cancel and expire requests. Each operation is one
+//! writer job, so its rows, its audit events and its outbox rows commit
+//! together or not at all.
+
+pub mod approvals;
+pub mod audit_query;
+pub mod expiry;
+
+use std::sync::{Arc, RwLock};
+
+use serde_json::json;
+
+use crate::config::Settings;
+use crate::domain::{Policy, Principal};
+use crate::error::AppResult;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct App {
+    pub store: Store,
+    pub settings: Arc<Settings>,
+    policy: Arc<RwLock<Arc<Policy>>>,
+    /// Chat channels that get a message for each request needing approval
+    /// (`slack`, `teams`); each has `<name>.post` / `<name>.update` outbox handlers.
+    pub channels: Arc<Vec<&'static str>>,
+    /// One HTTP client for every outbound call (webhooks, chat APIs).
+    pub http: reqwest::Client,
+}
+
+impl App {
+    pub fn new(
+        store: Store,
+        settings: Settings,
+        policy: Policy,
+        channels: Vec<&'static str>,
+    ) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .user_agent(concat!("countersign/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            store,
+            settings: Arc::new(settings),
+            policy: Arc::new(RwLock::new(Arc::new(policy))),
+            channels: Arc::new(channels),
+            http,
+        })
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.read().expect("policy lock").clone()
+    }
+
+    /// Whether `who` may read the audit trail from chat.
+    pub fn is_auditor(&self, who: &Principal) -> bool {
+        self.settings.audit_open_to_all || self.policy().auditors().contains(who)
+    }
+
+    /// Re-reads the policy file (SIGHUP). A bad file keeps the old policy
+    /// in force; both outcomes are audited.
+    pub async fn reload_policy(&self) -> AppResult<()> {
+        let Some(path) = self.settings.policy.clone() else {
+            return Ok(());
+        };
+        match Policy::load(&path) {
+            Ok(p) => {
+                let data =
+                    json!({ "origin": p.origin, "version": p.version, "rules": p.rule_count() });
+                *self.policy.write().expect("policy lock") = Arc::new(p);
+                tracing::info!(path = %path.display(), "policy reloaded");
+                self.audit_system("policy.reloaded", data).await
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "policy reload failed; keeping the policy in force");
+                self.audit_system("policy.reload_failed", json!({ "error": e }))
+                    .await
+            }
+        }
+    }
+
+    pub async fn audit_system(&self, kind: &'static str, data: serde_json::Value) -> AppResult<()> {
+        self.store
+            .write(move |ctx| {
+                Box::pin(async move {
+                    ctx.audit(Principal::system(), None, kind, &data).await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+}

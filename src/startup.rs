@@ -1,0 +1,122 @@
+//! Building and running the service: open the store, load the policy, wire
+//! the outbox handlers and channel routers, bind, serve, shut down cleanly.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::domain::Policy;
+use crate::outbox::Outbox;
+use crate::service::App;
+use crate::store::Store;
+
+/// Installs the process-wide TLS crypto provider (ring). reqwest is built
+/// without one, and a second provider in the build would make the first
+/// TLS client panic; doing it here covers the binary and the tests.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+pub fn load_policy(settings: &Settings) -> anyhow::Result<Policy> {
+    match &settings.policy {
+        Some(path) => Policy::load(path).map_err(|e| anyhow::anyhow!(e)),
+        None => Ok(Policy::built_in()),
+    }
+}
+
+pub struct Server {
+    pub addr: SocketAddr,
+    pub app: App,
+    listener: TcpListener,
+    router: Router,
+    outbox: Outbox,
+}
+
+impl Server {
+    /// Everything that can fail at start fails here, before the port opens.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        install_crypto_provider();
+        crate::http::ops::metrics_handle();
+        let policy = load_policy(&settings)?;
+        let store = Store::open(
+            &settings.db,
+            &settings.signing_key,
+            settings.read_connections,
+        )
+        .await?;
+        let channels = crate::channels::enabled(&settings);
+        let app = App::new(store.clone(), settings.clone(), policy, channels)?;
+        let mut outbox = Outbox::new(store, settings.outbox.clone());
+        if let Some(secret) = &settings.webhook_secret {
+            outbox.register(
+                crate::webhook::KIND,
+                Arc::new(crate::webhook::WebhookDeliverer {
+                    client: app.http.clone(),
+                    secret: secret.clone(),
+                }),
+            );
+        }
+        let routers = crate::channels::install(&app, &mut outbox).await?;
+        let router = crate::http::router(app.clone(), routers);
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+        let addr = listener.local_addr()?;
+        Ok(Self {
+            addr,
+            app,
+            listener,
+            router,
+            outbox,
+        })
+    }
+
+    /// Serves until `shutdown` is cancelled; then stops accepting, lets
+    /// in-flight requests finish and stops the workers.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let workers = CancellationToken::new();
+        let outbox = tokio::spawn(self.outbox.run(workers.clone()));
+        let expiry = tokio::spawn(self.app.clone().run_expiry(workers.clone()));
+        tracing::info!(addr = %self.addr, db = %self.app.settings.db, policy = %self.app.policy().origin, "countersign listening");
+        let stop = shutdown.clone();
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await?;
+        workers.cancel();
+        let _ = tokio::join!(outbox, expiry);
+        tracing::info!("countersign stopped");
+        Ok(())
+    }
+}
+
+/// Cancels `token` on SIGTERM or Ctrl-C; reloads the policy on SIGHUP.
+pub fn handle_signals(app: App, token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+            let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+            loop {
+                tokio::select! {
+                    _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+                    _ = tokio::signal::ctrl_c() => { tracing::info!("interrupt: shutting down"); break; }
+                    _ = hup.recv() => {
+                        if let Err(e) = app.reload_policy().await {
+                            tracing::error!(error = %e, "policy reload failed");
+                        }
+                    }
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        token.cancel();
+    });
+}

@@ -1,0 +1,376 @@
+//! SQLite storage: one writer, many readers.
+//!
+//! Every write goes through a single writer task that owns one connection.
+//! It takes jobs from a queue and runs as many as are waiting in one
+//! `BEGIN IMMEDIATE … COMMIT` (group commit: one fsync for many requests),
+//! each job inside its own savepoint so a failing job rolls back alone. The
+//! audit chain is sequential anyway; with one writer its head is read once
+//! per batch inside the transaction, which also keeps the chain whole when
+//! another process (the CLI) appends to the same file. A job's caller hears
+//! back only after the commit: a 201 or 2xx always means durable.
+//!
+//! Reads use a separate pool; WAL mode lets them run beside the writer.
+
+pub mod audit;
+pub mod identities;
+pub mod keys;
+pub mod outbox;
+pub mod requests;
+pub mod trail;
+
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, Executor, SqliteConnection, SqlitePool};
+use tokio::sync::{Notify, mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::clock;
+use crate::error::{AppError, AppResult};
+use crate::waiters::Waiters;
+use audit::Signer;
+
+/// Things that may only happen once the batch has committed.
+#[derive(Debug, Clone)]
+pub enum AfterCommit {
+    Wake(Uuid),
+    OutboxQueued,
+    NewDeadline,
+    Final {
+        status: &'static str,
+        created_at: DateTime<Utc>,
+    },
+}
+
+/// What a job sees: the writer's connection inside the open transaction,
+/// the batch's clock and the chain head.
+pub struct WriteCtx {
+    pub conn: SqliteConnection,
+    pub now: DateTime<Utc>,
+    head_seq: i64,
+    head_hash: String,
+    effects: Vec<AfterCommit>,
+}
+
+impl WriteCtx {
+    pub fn now_str(&self) -> String {
+        clock::fmt(self.now)
+    }
+
+    /// Appends one event to the chain and returns its seq.
+    pub async fn audit(
+        &mut self,
+        actor: &str,
+        request: Option<(Uuid, &str)>,
+        kind: &str,
+        data: &Value,
+    ) -> AppResult<i64> {
+        let seq = self.head_seq + 1;
+        let ts = clock::fmt(self.now);
+        let (request_id, action) = match request {
+            Some((id, action)) => (id.to_string(), action),
+            None => (String::new(), ""),
+        };
+        let data = data.to_string();
+        let hash = audit::event_hash(
+            &self.head_hash,
+            seq,
+            &ts,
+            actor,
+            &request_id,
+            action,
+            kind,
+            &data,
+        );
+        sqlx::query(
+            "INSERT INTO audit_events (seq, ts, actor, request_id, action, kind, data, prev_hash, hash) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(seq)
+        .bind(&ts)
+        .bind(actor)
+        .bind(&request_id)
+        .bind(action)
+        .bind(kind)
+        .bind(&data)
+        .bind(&self.head_hash)
+        .bind(&hash)
+        .execute(&mut self.conn)
+        .await?;
+        self.head_seq = seq;
+        self.head_hash = hash;
+        Ok(seq)
+    }
+
+    /// Queues work for the outbox worker in this same transaction. Rows in
+    /// one `lane` are delivered in order.
+    pub async fn enqueue(
+        &mut self,
+        kind: &str,
+        lane: &str,
+        request_id: Option<Uuid>,
+        payload: &Value,
+    ) -> AppResult<i64> {
+        let now = self.now_str();
+        let id = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO outbox (kind, lane, request_id, payload, next_attempt_at, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(kind)
+        .bind(lane)
+        .bind(request_id.map(|u| u.to_string()))
+        .bind(payload.to_string())
+        .bind(&now)
+        .bind(&now)
+        .fetch_one(&mut self.conn)
+        .await?;
+        self.effects.push(AfterCommit::OutboxQueued);
+        Ok(id)
+    }
+
+    pub fn after_commit(&mut self, effect: AfterCommit) {
+        self.effects.push(effect);
+    }
+}
+
+type Finisher = Box<dyn FnOnce(Option<String>) + Send>;
+type Job = Box<dyn for<'c> FnOnce(&'c mut WriteCtx) -> BoxFuture<'c, (bool, Finisher)> + Send>;
+
+/// Signals raised after commits, for the background workers.
+#[derive(Clone, Default)]
+pub struct Signals {
+    pub outbox: Arc<Notify>,
+    pub deadlines: Arc<Notify>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pub pool: SqlitePool,
+    jobs: mpsc::Sender<Job>,
+    pub signer: Arc<Signer>,
+    pub waiters: Waiters,
+    pub signals: Signals,
+}
+
+/// Connection options shared by the writer, the readers and the CLI.
+/// `synchronous=FULL` in WAL mode makes every acknowledged commit survive a
+/// power loss, not only a process kill.
+pub fn connect_options(db: &str) -> AppResult<SqliteConnectOptions> {
+    let opts = if db.starts_with("sqlite:") {
+        SqliteConnectOptions::from_str(db)
+            .map_err(|e| AppError::BadRequest(format!("bad database URL '{db}': {e}")))?
+    } else {
+        SqliteConnectOptions::new().filename(db)
+    };
+    Ok(opts
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10))
+        .pragma("temp_store", "memory"))
+}
+
+pub async fn migrate(db: &str) -> anyhow::Result<()> {
+    let mut conn = SqliteConnection::connect_with(&connect_options(db)?).await?;
+    sqlx::migrate!("./migrations").run(&mut conn).await?;
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating if needed) the database, applies migrations, loads
+    /// or creates the signing key and starts the writer task.
+    pub async fn open(db: &str, key_path: &Path, read_connections: u32) -> anyhow::Result<Self> {
+        let opts = connect_options(db)?;
+        let mut conn = SqliteConnection::connect_with(&opts)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open database {db}: {e}"))?;
+        sqlx::migrate!("./migrations")
+            .run(&mut conn)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot migrate database {db}: {e}"))?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(read_connections.max(1))
+            .min_connections(1)
+            .connect_with(opts.read_only(false))
+            .await?;
+        let signer = Arc::new(Signer::load_or_create(key_path)?);
+        let waiters = Waiters::default();
+        let signals = Signals::default();
+        let (tx, rx) = mpsc::channel::<Job>(4096);
+        let writer = Writer {
+            ctx: WriteCtx {
+                conn,
+                now: clock::now(),
+                head_seq: 0,
+                head_hash: String::new(),
+                effects: vec![],
+            },
+            signer: signer.clone(),
+            waiters: waiters.clone(),
+            signals: signals.clone(),
+        };
+        tokio::spawn(writer.run(rx));
+        Ok(Self {
+            pool,
+            jobs: tx,
+            signer,
+            waiters,
+            signals,
+        })
+    }
+
+    /// Runs `f` inside the writer's transaction and returns its result once
+    /// committed. If `f` fails, everything it wrote is rolled back.
+    pub async fn write<T, F>(&self, f: F) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut WriteCtx) -> BoxFuture<'c, AppResult<T>> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<AppResult<T>>();
+        let job: Job = Box::new(move |ctx: &mut WriteCtx| {
+            Box::pin(async move {
+                let result = match AssertUnwindSafe(f(ctx)).catch_unwind().await {
+                    Ok(r) => r,
+                    Err(_) => Err(AppError::Internal(anyhow::anyhow!("a write job panicked"))),
+                };
+                let ok = result.is_ok();
+                let finish: Finisher = Box::new(move |commit_error: Option<String>| {
+                    let _ = tx.send(match commit_error {
+                        None => result,
+                        Some(e) => Err(AppError::Internal(anyhow::anyhow!("commit failed: {e}"))),
+                    });
+                });
+                (ok, finish)
+            })
+        });
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| AppError::Unavailable("the service is shutting down".into()))?;
+        rx.await
+            .map_err(|_| AppError::Unavailable("the writer stopped before answering".into()))?
+    }
+}
+
+struct Writer {
+    ctx: WriteCtx,
+    signer: Arc<Signer>,
+    waiters: Waiters,
+    signals: Signals,
+}
+
+/// Jobs in one transaction at most; bounds the latency a batch adds.
+const MAX_BATCH: usize = 256;
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = rx.recv().await {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            metrics::histogram!("countersign_write_batch_size").record(batch.len() as f64);
+            self.run_batch(&mut batch).await;
+        }
+        tracing::debug!("writer stopped");
+    }
+
+    async fn run_batch(&mut self, batch: &mut Vec<Job>) {
+        let signer = &self.signer;
+        let ctx = &mut self.ctx;
+        ctx.now = clock::now();
+        ctx.effects.clear();
+        let mut finishers: Vec<Finisher> = Vec::with_capacity(batch.len());
+        let result: Result<(), sqlx::Error> = async {
+            ctx.conn.execute("BEGIN IMMEDIATE").await?;
+            let head: Option<(i64, String)> =
+                sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+                    .fetch_optional(&mut ctx.conn)
+                    .await?;
+            (ctx.head_seq, ctx.head_hash) = head.unwrap_or((0, audit::GENESIS.to_string()));
+            let start_seq = ctx.head_seq;
+            for job in batch.drain(..) {
+                ctx.conn.execute("SAVEPOINT job").await?;
+                let (seq, hash, effects) = (ctx.head_seq, ctx.head_hash.clone(), ctx.effects.len());
+                let (ok, finish) = job(ctx).await;
+                finishers.push(finish);
+                if !ok {
+                    ctx.conn.execute("ROLLBACK TO job").await?;
+                    (ctx.head_seq, ctx.head_hash) = (seq, hash);
+                    ctx.effects.truncate(effects);
+                }
+                ctx.conn.execute("RELEASE job").await?;
+            }
+            if ctx.head_seq != start_seq {
+                sqlx::query("INSERT INTO audit_signatures (seq, hash, signature, public_key) VALUES (?, ?, ?, ?)")
+                    .bind(ctx.head_seq)
+                    .bind(&ctx.head_hash)
+                    .bind(signer.sign(&ctx.head_hash))
+                    .bind(signer.public_hex())
+                    .execute(&mut ctx.conn)
+                    .await?;
+            }
+            ctx.conn.execute("COMMIT").await?;
+            Ok(())
+        }
+        .await;
+
+        match result {
+            Ok(()) => {
+                for f in finishers {
+                    f(None);
+                }
+                self.apply_effects();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "write batch failed; rolled back");
+                let _ = ctx.conn.execute("ROLLBACK").await;
+                // Jobs never reached (drained but unfinished) drop their
+                // senders, which their callers see as an error.
+                batch.clear();
+                for f in finishers {
+                    f(Some(e.to_string()));
+                }
+            }
+        }
+    }
+
+    fn apply_effects(&mut self) {
+        let mut outbox = false;
+        let mut deadlines = false;
+        for effect in self.ctx.effects.drain(..) {
+            match effect {
+                AfterCommit::Wake(id) => self.waiters.wake(&id),
+                AfterCommit::OutboxQueued => outbox = true,
+                AfterCommit::NewDeadline => deadlines = true,
+                AfterCommit::Final { status, created_at } => {
+                    metrics::counter!("countersign_requests_final_total", "status" => status)
+                        .increment(1);
+                    let secs =
+                        (self.ctx.now - created_at).num_milliseconds().max(0) as f64 / 1000.0;
+                    metrics::histogram!("countersign_time_to_decision_seconds", "status" => status)
+                        .record(secs);
+                }
+            }
+        }
+        if outbox {
+            self.signals.outbox.notify_one();
+        }
+        if deadlines {
+            self.signals.deadlines.notify_one();
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! The outbox table: claim due rows lane by lane, record each outcome.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::clock;
+use crate::error::AppResult;
+use crate::store::Store;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub kind: String,
+    pub lane: String,
+    pub request_id: Option<String>,
+    pub payload: String,
+    pub attempts: i64,
+    pub created_at: String,
+}
+
+impl OutboxItem {
+    pub fn request_uuid(&self) -> Option<Uuid> {
+        self.request_id
+            .as_deref()
+            .and_then(|s| Uuid::parse_str(s).ok())
+    }
+    pub fn payload_json(&self) -> Value {
+        serde_json::from_str(&self.payload).unwrap_or(Value::Null)
+    }
+}
+
+/// The head row of each lane that is due now, for the given kinds.
+pub async fn due(
+    store: &Store,
+    kinds: &[String],
+    now: DateTime<Utc>,
+    limit: i64,
+) -> AppResult<Vec<OutboxItem>> {
+    if kinds.is_empty() {
+        return Ok(vec![]);
+    }
+    let marks = vec!["?"; kinds.len()].join(",");
+    let sql = format!(
+        "SELECT o.id, o.kind, o.lane, o.request_id, o.payload, o.attempts, o.created_at FROM outbox o \
+         WHERE o.done_at IS NULL AND o.next_attempt_at <= ? AND o.kind IN ({marks}) \
+         AND o.id = (SELECT MIN(id) FROM outbox WHERE lane = o.lane AND done_at IS NULL) \
+         ORDER BY o.next_attempt_at, o.id LIMIT ?"
+    );
+    let mut q = sqlx::query_as::<_, OutboxItem>(sqlx::AssertSqlSafe(sql)).bind(clock::fmt(now));
+    for k in kinds {
+        q = q.bind(k);
+    }
+    Ok(q.bind(limit).fetch_all(&store.pool).await?)
+}
+
+/// When the next undone row becomes due, if any.
+pub async fn next_due(store: &Store, kinds: &[String]) -> AppResult<Option<DateTime<Utc>>> {
+    if kinds.is_empty() {
+        return Ok(None);
+    }
+    let marks = vec!["?"; kinds.len()].join(",");
+    let sql = format!(
+        "SELECT MIN(next_attempt_at) FROM outbox WHERE done_at IS NULL AND kind IN ({marks})"
+    );
+    let mut q = sqlx::query_scalar::<_, Option<String>>(sqlx::AssertSqlSafe(sql));
+    for k in kinds {
+        q = q.bind(k);
+    }
+    Ok(q.fetch_one(&store.pool)
+        .await?
+        .as_deref()
+        .and_then(clock::parse))
+}
+
+pub async fn backlog(store: &Store) -> AppResult<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE done_at IS NULL")
+            .fetch_one(&store.pool)
+            .await?,
+    )
+}

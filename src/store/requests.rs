@@ -1,0 +1,445 @@
+//! Approval requests and their decisions as stored, and as shown.
+
+use serde::Serialize;
+use sqlx::{SqliteConnection, SqliteExecutor};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::domain::policy::OnExpiry;
+use crate::domain::rules::{PriorDecision, RequestFacts};
+use crate::domain::{Principal, Risk, Status, Verdict};
+use crate::error::{AppError, AppResult};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct RequestRow {
+    id: String,
+    action: String,
+    resource: String,
+    summary: String,
+    justification: Option<String>,
+    details: String,
+    risk: String,
+    requester: String,
+    key_id: String,
+    key_owner: Option<String>,
+    on_behalf_of: Option<String>,
+    status: String,
+    policy_rule: String,
+    policy_version: String,
+    required_approvals: i64,
+    approvers: String,
+    on_expiry: String,
+    slack_channel: Option<String>,
+    teams_conversation: Option<String>,
+    callback_url: Option<String>,
+    payload_sha256: String,
+    created_at: String,
+    expires_at: String,
+    decided_at: Option<String>,
+    decided_by: Option<String>,
+    final_reason: Option<String>,
+    idempotency_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, ToSchema)]
+pub struct DecisionView {
+    /// The human who decided.
+    pub principal: String,
+    #[schema(value_type = Verdict)]
+    pub verdict: String,
+    pub comment: Option<String>,
+    /// `api`, `slack` or `teams`.
+    pub channel: String,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PolicyRef {
+    /// The name of the rule that matched, or `default`.
+    pub rule: String,
+    /// SHA-256 of the policy in force when the request was made.
+    pub version: String,
+}
+
+/// An approval request as the API, webhooks and chat channels show it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Approval {
+    pub id: Uuid,
+    pub status: Status,
+    pub action: String,
+    pub resource: String,
+    pub summary: String,
+    pub justification: Option<String>,
+    #[schema(value_type = Object)]
+    pub details: serde_json::Map<String, serde_json::Value>,
+    pub risk: Risk,
+    /// The principal of the API key that made the request.
+    #[schema(value_type = String, example = "agent:deploy-bot")]
+    pub requester: Principal,
+    #[schema(value_type = Option<String>, example = "user:alice@example.com")]
+    pub on_behalf_of: Option<Principal>,
+    pub policy: PolicyRef,
+    pub required_approvals: u32,
+    /// Who may decide; empty means any person not involved in the request.
+    #[schema(value_type = Vec<String>)]
+    pub approvers: Vec<Principal>,
+    #[schema(value_type = String, example = "deny")]
+    pub on_expiry: String,
+    /// Approvals so far, one per distinct person.
+    pub approvals: Vec<DecisionView>,
+    /// The denial that ended the request, if one did.
+    pub denial: Option<DecisionView>,
+    /// SHA-256 of the canonical JSON of what approvers are shown.
+    pub payload_sha256: String,
+    pub callback_url: Option<String>,
+    pub created_at: String,
+    pub expires_at: String,
+    pub decided_at: Option<String>,
+    pub decided_by: Option<String>,
+    /// Why the request reached its final state, in words.
+    pub reason: Option<String>,
+    #[serde(skip)]
+    pub key_id: Uuid,
+    #[serde(skip)]
+    pub key_owner: Option<Principal>,
+    #[serde(skip)]
+    pub slack_channel: Option<String>,
+    #[serde(skip)]
+    pub teams_conversation: Option<String>,
+    #[serde(skip)]
+    pub idempotency_hash: Option<String>,
+    /// Every decision in order, including approvals later outweighed.
+    #[serde(skip)]
+    pub decisions: Vec<DecisionView>,
+}
+
+impl Approval {
+    pub fn facts(&self) -> RequestFacts<'_> {
+        RequestFacts {
+            status: self.status,
+            requester: &self.requester,
+            on_behalf_of: self.on_behalf_of.as_ref(),
+            key_owner: self.key_owner.as_ref(),
+            required_approvals: self.required_approvals,
+            approvers: &self.approvers,
+            decided_by: self.decided_by.as_deref(),
+            decided_at: self.decided_at.as_deref().and_then(crate::clock::parse),
+        }
+    }
+
+    /// Decisions in the form the rules take, alongside their principals.
+    pub fn prior_principals(&self) -> Vec<(Principal, Verdict)> {
+        self.decisions
+            .iter()
+            .filter_map(|d| {
+                Some((
+                    Principal::parse(&d.principal).ok()?,
+                    Verdict::parse(&d.verdict).ok()?,
+                ))
+            })
+            .collect()
+    }
+
+    pub fn on_expiry(&self) -> OnExpiry {
+        OnExpiry::parse(&self.on_expiry)
+    }
+}
+
+pub fn prior<'a>(list: &'a [(Principal, Verdict)]) -> Vec<PriorDecision<'a>> {
+    list.iter()
+        .map(|(p, v)| PriorDecision {
+            principal: p,
+            verdict: *v,
+        })
+        .collect()
+}
+
+const SELECT: &str = "SELECT id, action, resource, summary, justification, details, risk, requester, key_id, key_owner, \
+    on_behalf_of, status, policy_rule, policy_version, required_approvals, approvers, on_expiry, slack_channel, \
+    teams_conversation, callback_url, payload_sha256, created_at, expires_at, decided_at, decided_by, final_reason, \
+    idempotency_hash FROM approval_requests";
+
+fn corrupt(what: &str, id: &str) -> AppError {
+    AppError::Internal(anyhow::anyhow!("stored request {id} has a bad {what}"))
+}
+
+impl RequestRow {
+    fn into_approval(self, decisions: Vec<DecisionView>) -> AppResult<Approval> {
+        let id = &self.id;
+        let principal = |s: &str, what: &str| Principal::parse(s).map_err(|_| corrupt(what, id));
+        let approvals = decisions
+            .iter()
+            .filter(|d| d.verdict == "approve")
+            .cloned()
+            .collect();
+        let denial = decisions.iter().find(|d| d.verdict == "deny").cloned();
+        Ok(Approval {
+            id: Uuid::parse_str(id).map_err(|_| corrupt("id", id))?,
+            status: Status::parse(&self.status).map_err(|_| corrupt("status", id))?,
+            details: serde_json::from_str(&self.details).map_err(|_| corrupt("details", id))?,
+            risk: Risk::parse(&self.risk).map_err(|_| corrupt("risk", id))?,
+            requester: principal(&self.requester, "requester")?,
+            on_behalf_of: self
+                .on_behalf_of
+                .as_deref()
+                .map(|p| principal(p, "on_behalf_of"))
+                .transpose()?,
+            key_owner: self
+                .key_owner
+                .as_deref()
+                .map(|p| principal(p, "key owner"))
+                .transpose()?,
+            key_id: Uuid::parse_str(&self.key_id).map_err(|_| corrupt("key id", id))?,
+            approvers: serde_json::from_str(&self.approvers)
+                .map_err(|_| corrupt("approvers", id))?,
+            policy: PolicyRef {
+                rule: self.policy_rule,
+                version: self.policy_version,
+            },
+            required_approvals: self.required_approvals as u32,
+            action: self.action,
+            resource: self.resource,
+            summary: self.summary,
+            justification: self.justification,
+            on_expiry: self.on_expiry,
+            approvals,
+            denial,
+            decisions,
+            payload_sha256: self.payload_sha256,
+            callback_url: self.callback_url,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            decided_at: self.decided_at,
+            decided_by: self.decided_by,
+            reason: self.final_reason,
+            slack_channel: self.slack_channel,
+            teams_conversation: self.teams_conversation,
+            idempotency_hash: self.idempotency_hash,
+        })
+    }
+}
+
+async fn decisions<'e>(db: impl SqliteExecutor<'e>, id: &str) -> AppResult<Vec<DecisionView>> {
+    Ok(sqlx::query_as::<_, DecisionView>(
+        "SELECT principal, verdict, comment, channel, created_at AS at FROM decisions WHERE request_id = ? ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Reads one request with its decisions (a read outside the writer).
+pub async fn get(pool: &sqlx::SqlitePool, id: Uuid) -> AppResult<Option<Approval>> {
+    let mut conn = pool.acquire().await?;
+    load(&mut conn, id).await
+}
+
+/// Reads one request on a given connection (inside the writer's transaction).
+pub async fn load(conn: &mut SqliteConnection, id: Uuid) -> AppResult<Option<Approval>> {
+    let id = id.to_string();
+    let Some(row) =
+        sqlx::query_as::<_, RequestRow>(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = ?")))
+            .bind(&id)
+            .fetch_optional(&mut *conn)
+            .await?
+    else {
+        return Ok(None);
+    };
+    let decisions = decisions(&mut *conn, &id).await?;
+    row.into_approval(decisions).map(Some)
+}
+
+pub async fn find_idempotent(
+    conn: &mut SqliteConnection,
+    requester: &Principal,
+    key: &str,
+) -> AppResult<Option<Approval>> {
+    let id: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM approval_requests WHERE requester = ? AND idempotency_key = ?",
+    )
+    .bind(requester.as_str())
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match id {
+        None => Ok(None),
+        Some(id) => load(conn, Uuid::parse_str(&id).map_err(|_| corrupt("id", &id))?).await,
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    pub status: Option<Status>,
+    /// A glob (`db.*`), matched with SQLite's GLOB.
+    pub action: Option<String>,
+    pub requester: Option<String>,
+    /// Only requests this principal made (keys with only the request scope).
+    pub visible_to: Option<String>,
+    /// Return requests created before this id (the cursor).
+    pub before: Option<Uuid>,
+    pub limit: u32,
+}
+
+/// Newest first, paged by id (UUID v7 sorts by creation time).
+pub async fn list(pool: &sqlx::SqlitePool, f: &ListFilter) -> AppResult<Vec<Approval>> {
+    let mut sql = format!("{SELECT} WHERE 1 = 1");
+    if f.status.is_some() {
+        sql.push_str(" AND status = ?");
+    }
+    if f.action.is_some() {
+        sql.push_str(" AND action GLOB ?");
+    }
+    if f.requester.is_some() {
+        sql.push_str(" AND requester = ?");
+    }
+    if f.visible_to.is_some() {
+        sql.push_str(" AND requester = ?");
+    }
+    if f.before.is_some() {
+        sql.push_str(" AND id < ?");
+    }
+    sql.push_str(" ORDER BY id DESC LIMIT ?");
+    let mut q = sqlx::query_as::<_, RequestRow>(sqlx::AssertSqlSafe(sql));
+    if let Some(s) = f.status {
+        q = q.bind(s.as_str());
+    }
+    if let Some(a) = &f.action {
+        q = q.bind(a);
+    }
+    if let Some(r) = &f.requester {
+        q = q.bind(r);
+    }
+    if let Some(r) = &f.visible_to {
+        q = q.bind(r);
+    }
+    if let Some(b) = f.before {
+        q = q.bind(b.to_string());
+    }
+    let rows = q.bind(f.limit as i64).fetch_all(pool).await?;
+    let mut conn = pool.acquire().await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let d = decisions(&mut *conn, &row.id).await?;
+        out.push(row.into_approval(d)?);
+    }
+    Ok(out)
+}
+
+pub struct NewRow<'a> {
+    pub id: Uuid,
+    pub content: &'a crate::domain::RequestContent,
+    pub requester: &'a Principal,
+    pub key_id: Uuid,
+    pub key_owner: Option<&'a Principal>,
+    pub status: Status,
+    pub policy_rule: &'a str,
+    pub policy_version: &'a str,
+    pub required_approvals: u32,
+    pub approvers: &'a [Principal],
+    pub on_expiry: OnExpiry,
+    pub slack_channel: Option<&'a str>,
+    pub teams_conversation: Option<&'a str>,
+    pub callback_url: Option<&'a str>,
+    pub payload_sha256: &'a str,
+    pub created_at: &'a str,
+    pub expires_at: &'a str,
+    pub decided_at: Option<&'a str>,
+    pub decided_by: Option<&'a str>,
+    pub final_reason: Option<&'a str>,
+    pub idempotency_key: Option<&'a str>,
+    pub idempotency_hash: Option<&'a str>,
+}
+
+pub async fn insert(conn: &mut SqliteConnection, r: &NewRow<'_>) -> AppResult<()> {
+    sqlx::query(
+        "INSERT INTO approval_requests (id, action, resource, summary, justification, details, risk, requester, \
+         key_id, key_owner, on_behalf_of, status, policy_rule, policy_version, required_approvals, approvers, \
+         on_expiry, slack_channel, teams_conversation, callback_url, payload_sha256, created_at, expires_at, \
+         decided_at, decided_by, final_reason, idempotency_key, idempotency_hash) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(r.id.to_string())
+    .bind(r.content.action.as_str())
+    .bind(&r.content.resource)
+    .bind(&r.content.summary)
+    .bind(&r.content.justification)
+    .bind(serde_json::Value::Object(r.content.details.clone()).to_string())
+    .bind(r.content.risk.as_str())
+    .bind(r.requester.as_str())
+    .bind(r.key_id.to_string())
+    .bind(r.key_owner.map(|p| p.as_str()))
+    .bind(r.content.on_behalf_of.as_ref().map(|p| p.as_str()))
+    .bind(r.status.as_str())
+    .bind(r.policy_rule)
+    .bind(r.policy_version)
+    .bind(r.required_approvals as i64)
+    .bind(serde_json::to_string(r.approvers).expect("principals serialize"))
+    .bind(r.on_expiry.as_str())
+    .bind(r.slack_channel)
+    .bind(r.teams_conversation)
+    .bind(r.callback_url)
+    .bind(r.payload_sha256)
+    .bind(r.created_at)
+    .bind(r.expires_at)
+    .bind(r.decided_at)
+    .bind(r.decided_by)
+    .bind(r.final_reason)
+    .bind(r.idempotency_key)
+    .bind(r.idempotency_hash)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn insert_decision(
+    conn: &mut SqliteConnection,
+    id: Uuid,
+    who: &Principal,
+    verdict: Verdict,
+    comment: Option<&str>,
+    channel: &str,
+    at: &str,
+) -> AppResult<()> {
+    sqlx::query(
+        "INSERT INTO decisions (request_id, principal, verdict, comment, channel, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id.to_string())
+    .bind(who.as_str())
+    .bind(verdict.as_str())
+    .bind(comment)
+    .bind(channel)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves a pending request to a final state. The `status = 'pending'`
+/// guard makes a second final transition impossible even if a caller skips
+/// the rules.
+pub async fn finalize(
+    conn: &mut SqliteConnection,
+    id: Uuid,
+    status: Status,
+    at: &str,
+    by: &str,
+    reason: &str,
+) -> AppResult<()> {
+    let done = sqlx::query(
+        "UPDATE approval_requests SET status = ?, decided_at = ?, decided_by = ?, final_reason = ? \
+         WHERE id = ? AND status = 'pending'",
+    )
+    .bind(status.as_str())
+    .bind(at)
+    .bind(by)
+    .bind(reason)
+    .bind(id.to_string())
+    .execute(conn)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(AppError::Conflict(format!(
+            "request {id} is no longer pending"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! In-process wake-up of long-polling agents.
+//!
+//! A waiter subscribes *before* it reads the request, then sleeps on its
+//! `Notified`; the writer wakes every waiter of a request after the commit
+//! that changed it. Subscribing first closes the gap in which a decision
+//! could land between the read and the sleep. Nothing polls the database.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+#[derive(Default, Clone)]
+pub struct Waiters {
+    inner: Arc<Mutex<HashMap<Uuid, Arc<Notify>>>>,
+}
+
+/// A subscription; dropping it forgets the request once nobody waits.
+pub struct Subscription {
+    id: Uuid,
+    notify: Arc<Notify>,
+    waiters: Waiters,
+}
+
+impl Waiters {
+    pub fn subscribe(&self, id: Uuid) -> Subscription {
+        let notify = self
+            .inner
+            .lock()
+            .expect("waiters lock")
+            .entry(id)
+            .or_insert_with(|| Arc::new(Notify::new()))
+            .clone();
+        Subscription {
+            id,
+            notify,
+            waiters: self.clone(),
+        }
+    }
+
+    pub fn wake(&self, id: &Uuid) {
+        if let Some(n) = self.inner.lock().expect("waiters lock").get(id) {
+            n.notify_waiters();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().expect("waiters lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Subscription {
+    /// A future that completes on the next wake. Call `enable` on it (via
+    /// `std::pin::pin!` + `as_mut().enable()`) before reading state.
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut map = self.waiters.inner.lock().expect("waiters lock");
+        // Two references left: the map's and ours.
+        if Arc::strong_count(&self.notify) <= 2 {
+            map.remove(&self.id);
+        }
+    }
+}

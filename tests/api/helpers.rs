@@ -1,0 +1,239 @@
+//! Test harness: each test gets a fresh SQLite file in its own temporary
+//! directory and the real application on a loopback port, and talks to it
+//! over HTTP like any client would.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use countersign::config::{Overrides, Secret, Settings};
+use countersign::domain::Principal;
+use countersign::service::App;
+use countersign::store::keys::{self, NewKey, parse_scopes};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub app: App,
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+    shutdown: CancellationToken,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub fn settings_in(dir: &std::path::Path) -> Settings {
+    let mut s = Settings::load(None, |_| None, &Overrides::default()).expect("default settings");
+    let db = dir.join("countersign.db");
+    s.db = db.display().to_string();
+    s.signing_key = dir.join("audit-key.pem");
+    s.listen = "127.0.0.1:0".parse().unwrap();
+    s.webhook_secret = Some(Secret::new("test-webhook-secret"));
+    s.outbox.retry_base = std::time::Duration::from_millis(50);
+    s.outbox.retry_max = std::time::Duration::from_millis(200);
+    s
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+/// Spawns with a policy given as YAML text.
+pub async fn spawn_with_policy(policy: &str) -> TestApp {
+    let policy = policy.to_string();
+    spawn_with(move |s| {
+        let path = PathBuf::from(&s.db).with_file_name("policy.yaml");
+        std::fs::write(&path, &policy).unwrap();
+        s.policy = Some(path);
+    })
+    .await
+}
+
+pub async fn spawn_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings_in(dir.path());
+    tweak(&mut settings);
+    spawn_in(dir, settings).await
+}
+
+pub async fn spawn_in(dir: tempfile::TempDir, settings: Settings) -> TestApp {
+    let db = PathBuf::from(&settings.db);
+    let server = countersign::startup::Server::build(settings)
+        .await
+        .expect("server builds");
+    let addr = server.addr;
+    let app = server.app.clone();
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let handle = tokio::spawn(async move {
+        server.run(token).await.expect("server runs");
+    });
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        app,
+        dir,
+        db,
+        shutdown,
+        handle: Some(handle),
+    }
+}
+
+impl TestApp {
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown.cancel();
+        if let Some(h) = self.handle.take() {
+            let _ = h.await;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Creates an API key directly in the store and returns its token.
+    pub async fn key(&self, principal: &str, owner: Option<&str>, scopes: &str) -> String {
+        let (_, token) = keys::create(
+            &self.app.store,
+            "test:harness",
+            NewKey {
+                principal: Principal::parse(principal).unwrap(),
+                owner: owner.map(|o| Principal::parse(o).unwrap()),
+                scopes: parse_scopes(scopes).unwrap(),
+                name: None,
+            },
+        )
+        .await
+        .unwrap();
+        token
+    }
+
+    /// An agent key owned by Olivia, the usual requester in tests.
+    pub async fn agent(&self) -> String {
+        self.key(
+            "agent:deploy-bot",
+            Some("user:olivia@example.com"),
+            "request,read",
+        )
+        .await
+    }
+
+    /// A human's key for deciding through the API.
+    pub async fn human(&self, email: &str) -> String {
+        self.key(&format!("user:{email}"), None, "decide,read")
+            .await
+    }
+
+    pub async fn post_json(&self, token: &str, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a request and returns its JSON (asserting 201).
+    pub async fn create(&self, token: &str, body: Value) -> Value {
+        let res = self.post_json(token, "/v1/approvals", &body).await;
+        let status = res.status();
+        let json: Value = res.json().await.unwrap();
+        assert_eq!(status, 201, "create failed: {json}");
+        json
+    }
+
+    pub async fn create_default(&self, token: &str) -> Value {
+        self.create(token, export_request()).await
+    }
+
+    pub async fn decide(
+        &self,
+        token: &str,
+        id: &str,
+        verdict: &str,
+        comment: Option<&str>,
+    ) -> reqwest::Response {
+        let mut body = json!({ "verdict": verdict });
+        if let Some(c) = comment {
+            body["comment"] = json!(c);
+        }
+        self.post_json(token, &format!("/v1/approvals/{id}/decisions"), &body)
+            .await
+    }
+
+    pub async fn status_of(&self, token: &str, id: &str) -> String {
+        let v: Value = self
+            .get(token, &format!("/v1/approvals/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        v["status"].as_str().unwrap().to_string()
+    }
+
+    /// Audit events of one request, oldest first.
+    pub async fn audit_kinds(&self, id: &str) -> Vec<String> {
+        let mut events = countersign::store::trail::query(
+            &self.app.store.pool,
+            &countersign::store::trail::AuditFilter {
+                request_id: Some(id.parse().unwrap()),
+                limit: 500,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        events.reverse();
+        events.into_iter().map(|e| e.kind).collect()
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+            .fetch_one(&self.app.store.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Runs the real binary against this app's database.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+            .arg("--db")
+            .arg(&self.db)
+            .args(args)
+            .env(
+                "COUNTERSIGN_SIGNING_KEY",
+                self.dir.path().join("audit-key.pem"),
+            )
+            .env_remove("COUNTERSIGN_CONFIG")
+            .output()
+            .unwrap()
+    }
+}
+
+pub fn export_request() -> Value {
+    json!({
+        "action": "db.export",
+        "resource": "prod/customers",
+        "summary": "Export the customers table for the quarterly audit",
+        "justification": "Auditors asked for it",
+        "details": { "rows": 120000, "format": "csv" },
+        "risk": "high",
+        "on_behalf_of": "user:alice@example.com",
+    })
+}

@@ -1,0 +1,5 @@
+//! Black-box tests of the core service over HTTP and the CLI.
+
+mod helpers;
+
+mod approvals;

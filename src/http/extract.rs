@@ -55,11 +55,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 }
 
 pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, AppError> {
-    serde_json::from_slice(raw).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => {
-            AppError::Unprocessable(format!("the JSON body does not fit: {e}"))
+    let de = &mut serde_json::Deserializer::from_slice(raw);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data if path == "." => {
+                AppError::Unprocessable(format!("the JSON body does not fit: {inner}"))
+            }
+            serde_json::error::Category::Data => {
+                AppError::Unprocessable(format!("field `{path}`: {inner}"))
+            }
+            _ => AppError::BadRequest(format!("the body is not valid JSON: {inner}")),
         }
-        _ => AppError::BadRequest(format!("the body is not valid JSON: {e}")),
     })
 }
 

@@ -1,0 +1,332 @@
+use serde_json::Value;
+use sqlx::Connection;
+
+use crate::helpers::*;
+
+/// A trail with a handful of events: keys, a request, a decision.
+async fn app_with_history() -> TestApp {
+    let app = spawn_app().await;
+    let agent = app.agent().await;
+    let bob = app.human("bob@example.com").await;
+    let id = app.create_default(&agent).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.decide(&bob, &id, "approve", None).await;
+    app.create_default(&agent).await;
+    app
+}
+
+/// Opens the database as an attacker with file access would, with the
+/// append-only triggers removed.
+async fn tamper(db: &std::path::Path, sql: &[&str]) {
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("DROP TRIGGER audit_events_no_update")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("DROP TRIGGER audit_events_no_delete")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    for s in sql {
+        sqlx::query(sqlx::AssertSqlSafe(s.to_string()))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+fn verify_json(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("stdout: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[tokio::test]
+async fn an_untouched_trail_verifies() {
+    let app = app_with_history().await;
+    let out = app.cli(&["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = verify_json(&out);
+    assert_eq!(v["ok"], true);
+    assert!(v["events"].as_u64().unwrap() >= 8);
+    assert!(v["signatures"].as_u64().unwrap() >= 1);
+}
+
+#[tokio::test]
+async fn the_service_refuses_to_edit_or_delete_audit_events() {
+    let app = app_with_history().await;
+    let err = sqlx::query("UPDATE audit_events SET actor = 'user:x@y.z' WHERE seq = 1")
+        .execute(&app.app.store.pool)
+        .await;
+    assert!(err.unwrap_err().to_string().contains("append-only"));
+    let err = sqlx::query("DELETE FROM audit_events WHERE seq = 1")
+        .execute(&app.app.store.pool)
+        .await;
+    assert!(err.is_err());
+}
+
+#[tokio::test]
+async fn verify_names_an_edited_row() {
+    let app = app_with_history().await;
+    let dir = app.stop().await;
+    let db = dir.path().join("countersign.db");
+    tamper(
+        &db,
+        &["UPDATE audit_events SET data = '{\"verdict\":\"deny\"}' WHERE seq = 5"],
+    )
+    .await;
+    let out = cli_in(&dir, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(3));
+    let v = verify_json(&out);
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["first_bad_seq"], 5);
+    assert!(v["reason"].as_str().unwrap().contains("edited"));
+}
+
+#[tokio::test]
+async fn verify_names_a_deleted_row() {
+    let app = app_with_history().await;
+    let dir = app.stop().await;
+    tamper(
+        &dir.path().join("countersign.db"),
+        &["DELETE FROM audit_events WHERE seq = 4"],
+    )
+    .await;
+    let out = cli_in(&dir, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(3));
+    let v = verify_json(&out);
+    assert_eq!(v["first_bad_seq"], 4);
+    assert!(v["reason"].as_str().unwrap().contains("deleted"));
+}
+
+#[tokio::test]
+async fn verify_names_swapped_rows() {
+    let app = app_with_history().await;
+    let dir = app.stop().await;
+    // Swap the contents of events 4 and 5 but keep their seq numbers.
+    tamper(
+        &dir.path().join("countersign.db"),
+        &[
+            "UPDATE audit_events SET seq = -4 WHERE seq = 4",
+            "UPDATE audit_events SET seq = 4 WHERE seq = 5",
+            "UPDATE audit_events SET seq = 5 WHERE seq = -4",
+        ],
+    )
+    .await;
+    let out = cli_in(&dir, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(verify_json(&out)["first_bad_seq"], 4);
+}
+
+#[tokio::test]
+async fn verify_notices_a_truncated_tail() {
+    let app = app_with_history().await;
+    let dir = app.stop().await;
+    tamper(
+        &dir.path().join("countersign.db"),
+        &["DELETE FROM audit_events WHERE seq = (SELECT MAX(seq) FROM audit_events)"],
+    )
+    .await;
+    let out = cli_in(&dir, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        verify_json(&out)["reason"]
+            .as_str()
+            .unwrap()
+            .contains("truncated")
+    );
+}
+
+fn cli_in(dir: &tempfile::TempDir, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .arg("--db")
+        .arg(dir.path().join("countersign.db"))
+        .args(args)
+        .env("COUNTERSIGN_SIGNING_KEY", dir.path().join("audit-key.pem"))
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_export_verifies_offline_with_the_public_key_and_tampering_is_caught() {
+    let app = app_with_history().await;
+    let dir = app.dir.path().to_path_buf();
+    let key = app.cli(&["audit", "public-key"]);
+    std::fs::write(dir.join("public.pem"), &key.stdout).unwrap();
+    for format in ["ndjson", "csv"] {
+        let file = dir.join(format!("export.{format}"));
+        let out = app.cli(&[
+            "audit",
+            "export",
+            "--format",
+            format,
+            "--output",
+            file.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pk = dir.join("public.pem");
+        let ok = app.cli(&[
+            "audit",
+            "verify",
+            "--file",
+            file.to_str().unwrap(),
+            "--public-key",
+            pk.to_str().unwrap(),
+        ]);
+        assert!(
+            ok.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&ok.stdout)
+        );
+
+        let text = std::fs::read_to_string(&file).unwrap();
+        let forged = text.replacen("user:bob@example.com", "user:eve@example.com", 1);
+        assert_ne!(text, forged);
+        std::fs::write(&file, forged).unwrap();
+        let bad = app.cli(&[
+            "audit",
+            "verify",
+            "--file",
+            file.to_str().unwrap(),
+            "--public-key",
+            pk.to_str().unwrap(),
+        ]);
+        assert_eq!(bad.status.code(), Some(3), "{format}: tampering caught");
+    }
+}
+
+#[tokio::test]
+async fn a_signature_from_another_key_does_not_verify() {
+    let app = app_with_history().await;
+    let dir = app.dir.path().to_path_buf();
+    let file = dir.join("export.ndjson");
+    app.cli(&["audit", "export", "--output", file.to_str().unwrap()]);
+    let other = tempfile::tempdir().unwrap();
+    let other_key = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args([
+            "--db",
+            other.path().join("x.db").to_str().unwrap(),
+            "audit",
+            "public-key",
+        ])
+        .env("COUNTERSIGN_SIGNING_KEY", other.path().join("k.pem"))
+        .output()
+        .unwrap();
+    std::fs::write(dir.join("other.pem"), &other_key.stdout).unwrap();
+    let out = app.cli(&[
+        "audit",
+        "verify",
+        "--file",
+        file.to_str().unwrap(),
+        "--public-key",
+        dir.join("other.pem").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[tokio::test]
+async fn the_audit_api_filters_pages_and_exports_with_hashes() {
+    let app = app_with_history().await;
+    let auditor = app.key("user:carol@example.com", None, "audit").await;
+    let all: Value = app
+        .get(&auditor, "/v1/audit?limit=3")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all["events"].as_array().unwrap().len(), 3);
+    let cursor = all["next_cursor"].as_i64().unwrap();
+    let next: Value = app
+        .get(&auditor, &format!("/v1/audit?limit=3&cursor={cursor}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(next["events"][0]["seq"].as_i64().unwrap() < cursor);
+
+    let by_actor: Value = app
+        .get(&auditor, "/v1/audit?actor=user:bob@example.com")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        by_actor["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["actor"] == "user:bob@example.com")
+    );
+    assert!(!by_actor["events"].as_array().unwrap().is_empty());
+    let decisions: Value = app
+        .get(&auditor, "/v1/audit?kind=decision.&action=db.*&since=1h")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(decisions["events"].as_array().unwrap().len(), 1);
+    let none: Value = app
+        .get(&auditor, "/v1/audit?until=2020-01-01")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(none["events"].as_array().unwrap().len(), 0);
+    let export: Value = app
+        .get(&auditor, "/v1/audit?kind=request.created&limit=1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let request_id = export["events"][0]["request_id"].as_str().unwrap();
+    let req: Value = app
+        .get(&auditor, &format!("/v1/audit?request={request_id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(!req["events"].as_array().unwrap().is_empty());
+    assert_eq!(
+        app.get(&auditor, "/v1/audit?since=whenever").await.status(),
+        400
+    );
+
+    let export = app.get(&auditor, "/v1/audit/export?format=ndjson").await;
+    assert_eq!(export.headers()["content-type"], "application/x-ndjson");
+    let text = export.text().await.unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["seq"], 1);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["hash"].as_str().unwrap().len() == 64)
+    );
+    let csv = app
+        .get(&auditor, "/v1/audit/export?format=csv")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(csv.starts_with("seq,ts,actor,request_id,action,kind,data,prev_hash,hash,signature"));
+    let verify: Value = app
+        .get(&auditor, "/v1/audit/verify")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verify["ok"], true);
+}

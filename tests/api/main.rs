@@ -5,5 +5,6 @@ mod helpers;
 mod approvals;
 mod audit;
 mod bad_input;
+mod crash;
 mod decisions;
 mod webhooks;

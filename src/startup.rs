@@ -120,3 +120,17 @@ pub fn handle_signals(app: App, token: CancellationToken) {
         token.cancel();
     });
 }
+
+#[cfg(test)]
+mod tests {
+    /// Two TLS providers in the build compile fine and panic at the first
+    /// TLS client; building one here catches that regression.
+    #[test]
+    fn a_tls_client_builds_with_the_one_crypto_provider() {
+        super::install_crypto_provider();
+        reqwest::Client::builder()
+            .https_only(true)
+            .build()
+            .expect("a TLS client builds");
+    }
+}

@@ -16,8 +16,16 @@ fn bin() -> &'static str {
 }
 
 fn cli(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(bin()).current_dir(dir).args(args).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin())
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -33,7 +41,10 @@ fn start(dir: &Path) -> (Child, String) {
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let addr = loop {
-        let line = lines.next().expect("server exited before listening").unwrap();
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .unwrap();
         if let Ok(v) = serde_json::from_str::<Value>(&line)
             && v["message"] == "countersign listening"
         {
@@ -49,11 +60,36 @@ fn start(dir: &Path) -> (Child, String) {
 async fn nothing_acknowledged_is_lost_when_the_process_is_killed_mid_load() {
     countersign::startup::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
-    let agent = cli(dir.path(), &["keys", "create", "--principal", "agent:loader", "--owner", "user:owner@example.com", "--scopes", "request,read"]);
+    let agent = cli(
+        dir.path(),
+        &[
+            "keys",
+            "create",
+            "--principal",
+            "agent:loader",
+            "--owner",
+            "user:owner@example.com",
+            "--scopes",
+            "request,read",
+        ],
+    );
     let humans: Vec<(String, String)> = (0..4)
         .map(|i| {
             let who = format!("user:approver{i}@example.com");
-            (cli(dir.path(), &["keys", "create", "--principal", &who, "--scopes", "decide,read"]), who)
+            (
+                cli(
+                    dir.path(),
+                    &[
+                        "keys",
+                        "create",
+                        "--principal",
+                        &who,
+                        "--scopes",
+                        "decide,read",
+                    ],
+                ),
+                who,
+            )
         })
         .collect();
     let (mut child, base) = start(dir.path());
@@ -70,12 +106,19 @@ async fn nothing_acknowledged_is_lost_when_the_process_is_killed_mid_load() {
         let (token, who) = humans[worker % humans.len()].clone();
         tasks.push(tokio::spawn(async move {
             for _ in 0..400 {
-                let res = client.post(format!("{base}/v1/approvals")).bearer_auth(&agent).json(&export_request()).send().await;
+                let res = client
+                    .post(format!("{base}/v1/approvals"))
+                    .bearer_auth(&agent)
+                    .json(&export_request())
+                    .send()
+                    .await;
                 let Ok(res) = res else { break };
                 if res.status() != 201 {
                     continue;
                 }
-                let Ok(v) = res.json::<Value>().await else { break };
+                let Ok(v) = res.json::<Value>().await else {
+                    break;
+                };
                 let id = v["id"].as_str().unwrap().to_string();
                 created.lock().unwrap().push(id.clone());
                 let res = client
@@ -85,7 +128,9 @@ async fn nothing_acknowledged_is_lost_when_the_process_is_killed_mid_load() {
                     .send()
                     .await;
                 match res {
-                    Ok(r) if r.status().is_success() => decided.lock().unwrap().push((id, who.clone())),
+                    Ok(r) if r.status().is_success() => {
+                        decided.lock().unwrap().push((id, who.clone()))
+                    }
                     Ok(_) => {}
                     Err(_) => break,
                 }
@@ -112,18 +157,39 @@ async fn nothing_acknowledged_is_lost_when_the_process_is_killed_mid_load() {
     let reader = &agent;
     let mut seen = HashSet::new();
     for id in &created {
-        let res = client.get(format!("{base}/v1/approvals/{id}")).bearer_auth(reader).send().await.unwrap();
+        let res = client
+            .get(format!("{base}/v1/approvals/{id}"))
+            .bearer_auth(reader)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200, "acknowledged request {id} survived");
         seen.insert(id.clone());
     }
     for (id, who) in &decided {
-        let v: Value = client.get(format!("{base}/v1/approvals/{id}")).bearer_auth(reader).send().await.unwrap().json().await.unwrap();
-        assert_eq!(v["status"], "approved", "acknowledged decision on {id} survived");
+        let v: Value = client
+            .get(format!("{base}/v1/approvals/{id}"))
+            .bearer_auth(reader)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            v["status"], "approved",
+            "acknowledged decision on {id} survived"
+        );
         assert_eq!(v["approvals"][0]["principal"], who.as_str());
     }
     child.kill().unwrap();
     child.wait().unwrap();
     let verify: Value = serde_json::from_str(&cli(dir.path(), &["audit", "verify"])).unwrap();
     assert_eq!(verify["ok"], true, "{verify}");
-    eprintln!("crash test: {} created and {} decided before SIGKILL; all present; {} events verify", created.len(), decided.len(), verify["events"]);
+    eprintln!(
+        "crash test: {} created and {} decided before SIGKILL; all present; {} events verify",
+        created.len(),
+        decided.len(),
+        verify["events"]
+    );
 }

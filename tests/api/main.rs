@@ -7,4 +7,5 @@ mod audit;
 mod bad_input;
 mod crash;
 mod decisions;
+mod signals;
 mod webhooks;

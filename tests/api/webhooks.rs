@@ -176,3 +176,36 @@ async fn a_queued_webhook_survives_a_restart() {
     }
     panic!("delivery was not audited");
 }
+
+#[tokio::test]
+async fn a_webhook_is_given_up_after_the_configured_time_and_that_is_audited() {
+    let (url, receiver) = start_receiver(usize::MAX).await;
+    let app = spawn_with(|s| s.outbox.give_up_after = std::time::Duration::from_millis(500)).await;
+    let agent = app.agent().await;
+    let bob = app.human("bob@example.com").await;
+    let mut body = export_request();
+    body["callback_url"] = json!(url);
+    let id = app.create(&agent, body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.decide(&bob, &id, "approve", None).await;
+    for _ in 0..200 {
+        if app
+            .audit_kinds(&id)
+            .await
+            .contains(&"delivery.given_up".to_string())
+        {
+            let failed: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE outcome = 'failed'")
+                    .fetch_one(&app.app.store.pool)
+                    .await
+                    .unwrap();
+            assert_eq!(failed, 1);
+            assert!(!receiver.calls.lock().unwrap().is_empty());
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the delivery was never given up");
+}

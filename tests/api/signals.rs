@@ -1,0 +1,134 @@
+//! The real binary under signals: SIGHUP reloads the policy (a bad file
+//! keeps the old one), SIGTERM shuts down cleanly.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+use crate::helpers::export_request;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_countersign")
+}
+
+fn start(dir: &Path, policy: &Path) -> (Child, String) {
+    let mut child = Command::new(bin())
+        .current_dir(dir)
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--policy",
+        ])
+        .arg(policy)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .unwrap();
+        if let Ok(v) = serde_json::from_str::<Value>(&line)
+            && v["message"] == "countersign listening"
+        {
+            break v["addr"].as_str().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, format!("http://{addr}"))
+}
+
+fn signal(child: &Child, sig: &str) {
+    assert!(
+        Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+async fn rule_for(client: &reqwest::Client, base: &str, token: &str) -> String {
+    let res = client
+        .post(format!("{base}/v1/approvals"))
+        .bearer_auth(token)
+        .json(&export_request())
+        .send()
+        .await
+        .unwrap();
+    let v: Value = res.json().await.unwrap();
+    v["policy"]["rule"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_policy_and_a_bad_file_keeps_the_old_one() {
+    countersign::startup::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "rules:\n  - name: first\n    action: db.export\n    effect: require_approval\n",
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .current_dir(dir.path())
+        .args([
+            "keys",
+            "create",
+            "--principal",
+            "agent:a",
+            "--scopes",
+            "request",
+        ])
+        .output()
+        .unwrap();
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (mut child, base) = start(dir.path(), &policy);
+    let client = reqwest::Client::new();
+    assert_eq!(rule_for(&client, &base, &token).await, "first");
+
+    std::fs::write(
+        &policy,
+        "rules:\n  - name: second\n    action: db.export\n    effect: require_approval\n",
+    )
+    .unwrap();
+    signal(&child, "-HUP");
+    let mut reloaded = false;
+    for _ in 0..100 {
+        if rule_for(&client, &base, &token).await == "second" {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(reloaded, "the new policy is in force after SIGHUP");
+
+    std::fs::write(&policy, "rules: [this is not a rule]\n").unwrap();
+    signal(&child, "-HUP");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        rule_for(&client, &base, &token).await,
+        "second",
+        "a bad file keeps the policy in force"
+    );
+
+    signal(&child, "-TERM");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "SIGTERM is a clean shutdown: {status:?}");
+
+    let export = Command::new(bin())
+        .current_dir(dir.path())
+        .args(["audit", "export"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(export.stdout).unwrap();
+    assert!(text.contains("\"policy.reloaded\""));
+    assert!(text.contains("\"policy.reload_failed\""));
+}

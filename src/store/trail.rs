@@ -224,17 +224,7 @@ pub async fn verify(pool: &SqlitePool, key: VerifyingKey) -> AppResult<Result<Re
     let mut rows = sqlx::query_as::<_, ExportRow>(EXPORT_SQL).fetch(pool);
     while let Some(row) = rows.try_next().await? {
         let e = &row.event;
-        if let Err(b) = v.event(
-            e.seq,
-            &e.ts,
-            &e.actor,
-            &e.request_id,
-            &e.action,
-            &e.kind,
-            &e.data,
-            &e.prev_hash,
-            &e.hash,
-        ) {
+        if let Err(b) = v.stored(e) {
             return Ok(Err(b));
         }
         if let (Some(sig), Some(signed)) = (&row.signature, &row.signed_hash)

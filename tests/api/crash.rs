@@ -2,9 +2,8 @@
 //! everything it acknowledged survived, and that the chain still verifies.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
@@ -29,31 +28,8 @@ fn cli(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// Starts `countersign serve` on a free port and waits for it to listen.
 fn start(dir: &Path) -> (Child, String) {
-    let mut child = Command::new(bin())
-        .current_dir(dir)
-        .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        if let Ok(v) = serde_json::from_str::<Value>(&line)
-            && v["message"] == "countersign listening"
-        {
-            break v["addr"].as_str().unwrap().to_string();
-        }
-    };
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, format!("http://{addr}"))
+    crate::helpers::start_binary(dir, &[])
 }
 
 #[tokio::test]

@@ -237,3 +237,32 @@ pub fn export_request() -> Value {
         "on_behalf_of": "user:alice@example.com",
     })
 }
+
+/// Starts the real `countersign serve` binary in `dir` on a free port with
+/// JSON logs, waits until it listens, and returns it with its base URL.
+pub fn start_binary(dir: &std::path::Path, extra: &[&str]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .current_dir(dir)
+        .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .unwrap();
+        if let Ok(v) = serde_json::from_str::<Value>(&line)
+            && v["message"] == "countersign listening"
+        {
+            break v["addr"].as_str().unwrap().to_string();
+        }
+    };
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, format!("http://{addr}"))
+}

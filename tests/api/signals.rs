@@ -1,9 +1,8 @@
 //! The real binary under signals: SIGHUP reloads the policy (a bad file
 //! keeps the old one), SIGTERM shuts down cleanly.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use serde_json::Value;
 
@@ -14,35 +13,7 @@ fn bin() -> &'static str {
 }
 
 fn start(dir: &Path, policy: &Path) -> (Child, String) {
-    let mut child = Command::new(bin())
-        .current_dir(dir)
-        .args([
-            "--log-format",
-            "json",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--policy",
-        ])
-        .arg(policy)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        if let Ok(v) = serde_json::from_str::<Value>(&line)
-            && v["message"] == "countersign listening"
-        {
-            break v["addr"].as_str().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, format!("http://{addr}"))
+    crate::helpers::start_binary(dir, &["--policy", policy.to_str().unwrap()])
 }
 
 fn signal(child: &Child, sig: &str) {

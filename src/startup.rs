@@ -83,8 +83,12 @@ impl Server {
         let expiry = tokio::spawn(self.app.clone().run_expiry(workers.clone()));
         tracing::info!(addr = %self.addr, db = %self.app.settings.db, policy = %self.app.policy().origin, "countersign listening");
         let stop = shutdown.clone();
+        let stopping = self.app.stopping.clone();
         axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .with_graceful_shutdown(async move {
+                stop.cancelled().await;
+                stopping.cancel();
+            })
             .await?;
         workers.cancel();
         let _ = tokio::join!(outbox, expiry);

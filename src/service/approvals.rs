@@ -308,8 +308,10 @@ impl App {
             let current = requests::get(&self.store.pool, id).await?;
             match &current {
                 Some(a) if a.status == Status::Pending => {
-                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                        return Ok(current);
+                    tokio::select! {
+                        _ = notified => {}
+                        _ = tokio::time::sleep_until(deadline) => return Ok(current),
+                        _ = self.stopping.cancelled() => return Ok(current),
                     }
                 }
                 _ => return Ok(current),

@@ -26,6 +26,9 @@ pub struct App {
     pub channels: Arc<Vec<&'static str>>,
     /// One HTTP client for every outbound call (webhooks, chat APIs).
     pub http: reqwest::Client,
+    /// Cancelled when the service starts shutting down, so long-polls
+    /// answer at once instead of holding the shutdown for up to a minute.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 impl App {
@@ -46,6 +49,7 @@ impl App {
             policy: Arc::new(RwLock::new(Arc::new(policy))),
             channels: Arc::new(channels),
             http,
+            stopping: Default::default(),
         })
     }
 

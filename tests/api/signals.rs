@@ -90,7 +90,46 @@ async fn sighup_reloads_the_policy_and_a_bad_file_keeps_the_old_one() {
         "a bad file keeps the policy in force"
     );
 
+    // A long-poll in flight answers at once on SIGTERM instead of holding
+    // the shutdown for its whole wait.
+    let id = {
+        let res = client
+            .post(format!("{base}/v1/approvals"))
+            .bearer_auth(&token)
+            .json(&export_request())
+            .send()
+            .await
+            .unwrap();
+        res.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let poll = tokio::spawn({
+        let (client, url, token) = (
+            client.clone(),
+            format!("{base}/v1/approvals/{id}?wait=60"),
+            token.clone(),
+        );
+        async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     signal(&child, "-TERM");
+    let polled = tokio::time::timeout(std::time::Duration::from_secs(30), poll)
+        .await
+        .expect("the long-poll answered before its 60 s")
+        .unwrap();
+    assert_eq!(polled["status"], "pending");
     let status = child.wait().unwrap();
     assert!(status.success(), "SIGTERM is a clean shutdown: {status:?}");
 

@@ -78,11 +78,23 @@ CREATE TABLE audit_events (
     prev_hash   TEXT NOT NULL,
     hash        TEXT NOT NULL
 );
-CREATE INDEX audit_events_request ON audit_events (request_id, seq) WHERE request_id != '';
-CREATE INDEX audit_events_actor ON audit_events (actor, seq);
-CREATE INDEX audit_events_action ON audit_events (action, seq) WHERE action != '';
-CREATE INDEX audit_events_kind ON audit_events (kind, seq);
+-- One index per audit filter; each ends in seq (the rowid) so an equality
+-- filter returns rows already in seq order and LIMIT stops early. `ts` is
+-- non-decreasing in seq (the writer guarantees it), so time filters become
+-- seq bounds found through audit_events_ts.
+CREATE INDEX audit_events_request ON audit_events (request_id);
+CREATE INDEX audit_events_actor ON audit_events (actor);
+CREATE INDEX audit_events_action ON audit_events (action);
+CREATE INDEX audit_events_kind ON audit_events (kind);
 CREATE INDEX audit_events_ts ON audit_events (ts);
+
+-- The distinct actions and kinds seen in the trail, so a glob (`db.*`) or a
+-- prefix (`decision.`) resolves to a few exact values, each an index lookup.
+CREATE TABLE audit_facets (
+    facet  TEXT NOT NULL,   -- action | kind
+    value  TEXT NOT NULL,
+    PRIMARY KEY (facet, value)
+) WITHOUT ROWID;
 
 CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
 BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;

@@ -64,60 +64,161 @@ impl From<StoredEvent> for AuditEventView {
 
 const COLUMNS: &str = "seq, ts, actor, request_id, action, kind, data, prev_hash, hash";
 
+/// Above this many distinct matching values, a glob or prefix is cheaper to
+/// answer by walking the trail newest first than by one lookup per value.
+const MAX_FANOUT: usize = 32;
+
+#[derive(Clone)]
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// A SQL condition with its `?` values, in order.
+type Cond = (String, Vec<Bind>);
+
+/// Answers a filter newest first. Every access path reads rows in seq order
+/// from an index, so LIMIT stops early however long the trail is:
+/// - `request` and `actor` are equality lookups on their indexes;
+/// - an `action` glob or `kind` prefix resolves through `audit_facets` to the
+///   few values it matches, each an index lookup, merged here;
+/// - `since` / `until` become seq bounds (event times never go backwards),
+///   found with one probe of the ts index.
 pub async fn query(pool: &SqlitePool, f: &AuditFilter) -> AppResult<Vec<StoredEvent>> {
-    let mut sql = format!("SELECT {COLUMNS} FROM audit_events WHERE 1 = 1");
-    let mut binds: Vec<String> = vec![];
+    let mut conn = pool.acquire().await?;
+    let mut bounds: Vec<Cond> = Vec::new();
+    if let Some(since) = f.since {
+        match first_seq_at_or_after(&mut conn, since).await? {
+            Some(lo) => bounds.push(("seq >= ?".into(), vec![Bind::Int(lo)])),
+            None => return Ok(vec![]),
+        }
+    }
+    if let Some(until) = f.until
+        && let Some(hi) = first_seq_at_or_after(&mut conn, until).await?
+    {
+        bounds.push(("seq < ?".into(), vec![Bind::Int(hi)]));
+    }
+    if let Some(before) = f.before {
+        bounds.push(("seq < ?".into(), vec![Bind::Int(before)]));
+    }
+
+    let glob = |a: &str| a.contains(['*', '?', '[']);
+    let mut fixed: Vec<Cond> = Vec::new();
     if let Some(r) = f.request_id {
-        sql.push_str(" AND request_id = ?");
-        binds.push(r.to_string());
+        fixed.push(("request_id = ?".into(), vec![Bind::Text(r.to_string())]));
     }
     if let Some(a) = &f.actor {
-        sql.push_str(" AND actor = ?");
-        binds.push(a.clone());
+        fixed.push(("actor = ?".into(), vec![Bind::Text(a.clone())]));
     }
-    if let Some(a) = &f.action {
-        if a.contains(['*', '?', '[']) {
-            sql.push_str(" AND action GLOB ? AND action != ''");
-        } else {
-            sql.push_str(" AND action = ?");
+    // The column a fan-out runs over, with the values it takes.
+    let mut fan: Option<(&str, Vec<String>)> = None;
+    match &f.action {
+        Some(a) if !glob(a) => fixed.push(("action = ?".into(), vec![Bind::Text(a.clone())])),
+        Some(a) => {
+            let values =
+                facet_values(&mut conn, "action", "value GLOB ?", std::slice::from_ref(a)).await?;
+            if fixed.is_empty() && values.len() <= MAX_FANOUT {
+                fan = Some(("action", values));
+            } else {
+                fixed.push(("+action GLOB ?".into(), vec![Bind::Text(a.clone())]));
+            }
         }
-        binds.push(a.clone());
+        None => {}
     }
-    if let Some(k) = &f.kind {
-        if let Some(prefix) = k.strip_suffix('.') {
-            sql.push_str(" AND kind >= ? AND kind < ?");
-            binds.push(format!("{prefix}."));
-            binds.push(format!("{prefix}/"));
-        } else {
-            sql.push_str(" AND kind = ?");
-            binds.push(k.clone());
+    match &f.kind {
+        Some(k) if !k.ends_with('.') => {
+            fixed.push(("kind = ?".into(), vec![Bind::Text(k.clone())]))
+        }
+        Some(k) => {
+            let (lo, hi) = (k.clone(), format!("{}/", k.trim_end_matches('.')));
+            if fixed.is_empty() && fan.is_none() {
+                let values = facet_values(
+                    &mut conn,
+                    "kind",
+                    "value >= ? AND value < ?",
+                    &[lo.clone(), hi.clone()],
+                )
+                .await?;
+                if values.len() <= MAX_FANOUT {
+                    fan = Some(("kind", values));
+                }
+            }
+            if fan.as_ref().is_none_or(|(col, _)| *col != "kind") {
+                fixed.push((
+                    "+kind >= ? AND +kind < ?".into(),
+                    vec![Bind::Text(lo), Bind::Text(hi)],
+                ));
+            }
+        }
+        None => {}
+    }
+    fixed.extend(bounds);
+
+    match fan {
+        None => run(&mut conn, &fixed, f.limit).await,
+        Some((column, values)) => {
+            let mut all = Vec::new();
+            for v in values {
+                let mut conds = fixed.clone();
+                conds.push((format!("{column} = ?"), vec![Bind::Text(v)]));
+                all.extend(run(&mut conn, &conds, f.limit).await?);
+            }
+            all.sort_unstable_by_key(|e| std::cmp::Reverse(e.seq));
+            all.truncate(f.limit as usize);
+            Ok(all)
         }
     }
-    if let Some(s) = f.since {
-        sql.push_str(" AND ts >= ?");
-        binds.push(clock::fmt(s));
-    }
-    if let Some(u) = f.until {
-        sql.push_str(" AND ts < ?");
-        binds.push(clock::fmt(u));
-    }
-    if let Some(b) = f.before {
-        sql.push_str(" AND seq < ?");
-        binds.push(b.to_string());
+}
+
+async fn run(
+    conn: &mut sqlx::SqliteConnection,
+    conds: &[Cond],
+    limit: u32,
+) -> AppResult<Vec<StoredEvent>> {
+    let mut sql = format!("SELECT {COLUMNS} FROM audit_events WHERE 1 = 1");
+    for (c, _) in conds {
+        sql.push_str(" AND ");
+        sql.push_str(c);
     }
     sql.push_str(" ORDER BY seq DESC LIMIT ?");
     let mut q = sqlx::query_as::<_, StoredEvent>(sqlx::AssertSqlSafe(sql));
-    for b in &binds {
-        // seq cursors compare as integers
-        if let Ok(n) = b.parse::<i64>()
-            && f.before == Some(n)
-        {
-            q = q.bind(n);
-        } else {
-            q = q.bind(b);
-        }
+    for b in conds.iter().flat_map(|(_, binds)| binds) {
+        q = match b {
+            Bind::Text(t) => q.bind(t.clone()),
+            Bind::Int(n) => q.bind(*n),
+        };
     }
-    Ok(q.bind(f.limit as i64).fetch_all(pool).await?)
+    Ok(q.bind(limit as i64).fetch_all(&mut *conn).await?)
+}
+
+async fn facet_values(
+    conn: &mut sqlx::SqliteConnection,
+    facet: &str,
+    cond: &str,
+    binds: &[String],
+) -> AppResult<Vec<String>> {
+    let sql = format!(
+        "SELECT value FROM audit_facets WHERE facet = ? AND {cond} LIMIT {}",
+        MAX_FANOUT + 1
+    );
+    let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(facet);
+    for b in binds {
+        q = q.bind(b);
+    }
+    Ok(q.fetch_all(&mut *conn).await?)
+}
+
+/// The first event at or after `t`; ts is non-decreasing in seq.
+async fn first_seq_at_or_after(
+    conn: &mut sqlx::SqliteConnection,
+    t: DateTime<Utc>,
+) -> AppResult<Option<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT seq FROM audit_events WHERE ts >= ? ORDER BY ts, seq LIMIT 1")
+            .bind(clock::fmt(t))
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, ToSchema)]

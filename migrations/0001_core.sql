@@ -88,13 +88,21 @@ CREATE INDEX audit_events_action ON audit_events (action);
 CREATE INDEX audit_events_kind ON audit_events (kind);
 CREATE INDEX audit_events_ts ON audit_events (ts);
 
--- The distinct actions and kinds seen in the trail, so a glob (`db.*`) or a
+-- The distinct actions and kinds in the trail, so a glob (`db.*`) or a
 -- prefix (`decision.`) resolves to a few exact values, each an index lookup.
 CREATE TABLE audit_facets (
     facet  TEXT NOT NULL,   -- action | kind
     value  TEXT NOT NULL,
     PRIMARY KEY (facet, value)
 ) WITHOUT ROWID;
+
+-- A trigger, not the service, keeps the facets, so every writer of the
+-- trail (the service, the CLI, an import) keeps them right.
+CREATE TRIGGER audit_events_facets AFTER INSERT ON audit_events
+BEGIN
+    INSERT OR IGNORE INTO audit_facets (facet, value) SELECT 'action', NEW.action WHERE NEW.action != '';
+    INSERT OR IGNORE INTO audit_facets (facet, value) VALUES ('kind', NEW.kind);
+END;
 
 CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
 BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;

@@ -18,7 +18,6 @@ pub mod outbox;
 pub mod requests;
 pub mod trail;
 
-use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::str::FromStr;
@@ -59,10 +58,6 @@ pub struct WriteCtx {
     head_seq: i64,
     head_hash: String,
     effects: Vec<AfterCommit>,
-    /// Facet values (`action`, `kind`) known to be in `audit_facets`, and
-    /// those this batch added; the latter become known only on commit.
-    known_facets: HashSet<(&'static str, String)>,
-    new_facets: Vec<(&'static str, String)>,
 }
 
 impl WriteCtx {
@@ -112,26 +107,7 @@ impl WriteCtx {
         .await?;
         self.head_seq = seq;
         self.head_hash = hash;
-        self.note_facet("action", action).await?;
-        self.note_facet("kind", kind).await?;
         Ok(seq)
-    }
-
-    async fn note_facet(&mut self, facet: &'static str, value: &str) -> AppResult<()> {
-        if value.is_empty() {
-            return Ok(());
-        }
-        let key = (facet, value.to_string());
-        if self.known_facets.contains(&key) || self.new_facets.contains(&key) {
-            return Ok(());
-        }
-        sqlx::query("INSERT OR IGNORE INTO audit_facets (facet, value) VALUES (?, ?)")
-            .bind(facet)
-            .bind(value)
-            .execute(&mut self.conn)
-            .await?;
-        self.new_facets.push(key);
-        Ok(())
     }
 
     /// Queues work for the outbox worker in this same transaction. Rows in
@@ -236,8 +212,7 @@ impl Store {
                 now: clock::now(),
                 head_seq: 0,
                 head_hash: String::new(),
-                known_facets: HashSet::new(),
-                new_facets: vec![],
+
                 effects: vec![],
             },
             signer: signer.clone(),
@@ -338,15 +313,13 @@ impl Writer {
             let start_seq = ctx.head_seq;
             for job in batch.drain(..) {
                 ctx.conn.execute("SAVEPOINT job").await?;
-                let (seq, hash, effects, facets) =
-                    (ctx.head_seq, ctx.head_hash.clone(), ctx.effects.len(), ctx.new_facets.len());
+                let (seq, hash, effects) = (ctx.head_seq, ctx.head_hash.clone(), ctx.effects.len());
                 let (ok, finish) = job(ctx).await;
                 finishers.push(finish);
                 if !ok {
                     ctx.conn.execute("ROLLBACK TO job").await?;
                     (ctx.head_seq, ctx.head_hash) = (seq, hash);
                     ctx.effects.truncate(effects);
-                    ctx.new_facets.truncate(facets);
                 }
                 ctx.conn.execute("RELEASE job").await?;
             }
@@ -366,8 +339,6 @@ impl Writer {
 
         match result {
             Ok(()) => {
-                let added: Vec<_> = ctx.new_facets.drain(..).collect();
-                ctx.known_facets.extend(added);
                 for f in finishers {
                     f(None);
                 }
@@ -376,7 +347,6 @@ impl Writer {
             Err(e) => {
                 tracing::error!(error = %e, "write batch failed; rolled back");
                 let _ = ctx.conn.execute("ROLLBACK").await;
-                ctx.new_facets.clear();
                 // Jobs never reached (drained but unfinished) drop their
                 // senders, which their callers see as an error.
                 batch.clear();

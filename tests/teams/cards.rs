@@ -65,6 +65,7 @@ async fn a_request_is_posted_as_an_adaptive_card_with_approve_and_deny() {
     .unwrap();
     assert_eq!(conversation, CONVERSATION);
     assert_eq!(message_id, "activity-1");
+    assert_eq!(t.bf.posts().len(), 1, "posted exactly once");
 }
 
 #[test]

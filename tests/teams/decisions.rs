@@ -321,3 +321,37 @@ async fn a_card_whose_payload_hash_does_not_match_the_request_cannot_decide() {
         "pending"
     );
 }
+
+#[tokio::test]
+async fn two_clicks_at_the_same_moment_make_one_decision_and_the_loser_is_told_who_decided() {
+    let t = spawn_teams().await;
+    let (agent, request, _) = t.create_and_post().await;
+    let (a, b) = tokio::join!(
+        t.click("bob", "approve", &request, None),
+        t.click("dave", "deny", &request, Some("no")),
+    );
+    assert_eq!(t.app.count("decisions").await, 1);
+    let status = status(&t, &agent, request["id"].as_str().unwrap()).await;
+    let (winner, loser) = if status == "approved" { (a, b) } else { (b, a) };
+    assert!(verbs(&winner).is_empty() && verbs(&loser).is_empty());
+    let text = card_text(&loser);
+    assert!(text.contains(&format!("already {status}")), "{text}");
+}
+
+#[tokio::test]
+async fn an_expired_request_card_loses_its_buttons() {
+    let t = spawn_teams().await;
+    let agent = t.app.agent().await;
+    let mut body = crate::helpers::export_request();
+    body["expires_in"] = serde_json::json!("1s");
+    let request = t.app.create(&agent, body).await;
+    t.bf.wait_for("the card to show the expiry", |c| {
+        c.iter()
+            .any(|c| c.is_update() && card_text(c.card()).contains("Expired"))
+    })
+    .await;
+    let update = t.bf.updates().pop().unwrap();
+    assert!(verbs(update.card()).is_empty());
+    let late = t.click("bob", "approve", &request, None).await;
+    assert!(card_text(&late).contains("already expired"));
+}

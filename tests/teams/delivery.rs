@@ -99,3 +99,22 @@ async fn the_bot_never_calls_a_service_url_off_the_allowlist() {
         "pending"
     );
 }
+
+#[tokio::test]
+async fn many_requests_at_once_are_each_posted_exactly_once() {
+    let t = spawn_teams().await;
+    let agent = t.app.agent().await;
+    let creates = (0..30).map(|_| t.app.create_default(&agent));
+    let requests = futures::future::join_all(creates).await;
+    for r in &requests {
+        t.wait_until_posted(r["id"].as_str().unwrap()).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let posts = t.bf.posts();
+    let ids: std::collections::BTreeSet<String> = posts
+        .iter()
+        .map(|c| c.card()["actions"][0]["data"]["request_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 30);
+    assert_eq!(posts.len(), 30, "no card was posted twice");
+}

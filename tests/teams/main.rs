@@ -12,4 +12,5 @@ mod cards;
 mod conversations;
 mod decisions;
 mod delivery;
+mod package;
 mod tokens;

@@ -113,8 +113,25 @@ async fn many_requests_at_once_are_each_posted_exactly_once() {
     let posts = t.bf.posts();
     let ids: std::collections::BTreeSet<String> = posts
         .iter()
-        .map(|c| c.card()["actions"][0]["data"]["request_id"].as_str().unwrap().to_string())
+        .map(|c| {
+            c.card()["actions"][0]["data"]["request_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(ids.len(), 30);
     assert_eq!(posts.len(), 30, "no card was posted twice");
+}
+
+#[tokio::test]
+async fn a_connector_that_rejects_the_token_gets_a_fresh_one_on_the_retry() {
+    let t = spawn_teams().await;
+    t.bf.fail_next_posts(&[(401, None)]);
+    let agent = t.app.agent().await;
+    let request = t.app.create_default(&agent).await;
+    t.wait_until_posted(request["id"].as_str().unwrap()).await;
+    let statuses: Vec<u16> = t.bf.posts().iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [401, 200]);
+    assert_eq!(t.bf.token_calls(), 2);
 }

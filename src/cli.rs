@@ -1,5 +1,5 @@
 //! The command line: `serve`, `keys`, `audit`, `policy`, `identities`,
-//! `migrate`. Answers go to stdout, logs and errors to stderr; a failing
+//! `teams`, `migrate`. Answers go to stdout, logs and errors to stderr; a failing
 //! command exits non-zero with the reason.
 
 use std::io::Write;
@@ -55,6 +55,9 @@ pub enum Command {
     /// Link chat accounts to principals.
     #[command(subcommand)]
     Identities(IdentitiesCommand),
+    /// Microsoft Teams: conversations the bot posts to.
+    #[command(subcommand)]
+    Teams(crate::channels::teams::conversations::TeamsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -199,6 +202,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )?;
         }
         Command::Identities(cmd) => identities_command(&settings, cmd, out).await?,
+        Command::Teams(cmd) => {
+            let store = open(&settings).await?;
+            crate::channels::teams::conversations::command(&store, cli_actor(), cmd, out).await?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

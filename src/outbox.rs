@@ -137,6 +137,11 @@ impl Outbox {
     /// One delivery attempt and its bookkeeping. Public so tests can drive
     /// the worker one step at a time.
     pub async fn attempt(&self, item: OutboxItem) -> AppResult<()> {
+        // Read afresh now that the lane is ours: the earlier attempt that
+        // freed it committed before it did, so this read sees its outcome.
+        if !crate::store::outbox::still_due(&self.store, &item).await? {
+            return Ok(());
+        }
         let handler = self.handlers.get(&item.kind).cloned();
         let outcome = match handler {
             Some(h) => h.deliver(&item).await,

@@ -54,6 +54,19 @@ pub async fn due(
     Ok(q.bind(limit).fetch_all(&store.pool).await?)
 }
 
+/// Whether `item` is still as `due` read it: not finished, and not
+/// attempted since. `due` reads a snapshot; one taken just before another
+/// attempt on the row committed can still list the row after its lane is
+/// free again, and must not deliver it twice.
+pub async fn still_due(store: &Store, item: &OutboxItem) -> AppResult<bool> {
+    let row: Option<(Option<String>, i64)> =
+        sqlx::query_as("SELECT done_at, attempts FROM outbox WHERE id = ?")
+            .bind(item.id)
+            .fetch_optional(&store.pool)
+            .await?;
+    Ok(matches!(row, Some((None, attempts)) if attempts == item.attempts))
+}
+
 /// When the next undone row becomes due, if any.
 pub async fn next_due(store: &Store, kinds: &[String]) -> AppResult<Option<DateTime<Utc>>> {
     if kinds.is_empty() {

@@ -299,6 +299,17 @@ mod tests {
     use slack_morphism::errors::*;
 
     #[test]
+    fn a_client_for_the_real_slack_builds_on_ring_alone() {
+        // aws-lc in the build would make this panic (two TLS providers).
+        let api = SlackApi::new(
+            "https://slack.com/api",
+            &Secret::new("xoxb-x"),
+            Duration::from_secs(1),
+        );
+        assert!(api.is_ok(), "{:?}", api.err());
+    }
+
+    #[test]
     fn rate_limits_server_errors_and_transient_codes_are_retried() {
         let e = classify(
             "chat.postMessage",

@@ -138,9 +138,10 @@ async fn message(
     slack: &Slack,
     a: &Approval,
 ) -> anyhow::Result<slack_morphism::prelude::SlackMessageContent> {
+    // Only deciders become mentions; naming the on-behalf-of person in a
+    // new post would ping them about a request they cannot decide.
     let mut principals: Vec<&str> = a.approvals.iter().map(|d| d.principal.as_str()).collect();
     principals.extend(a.decided_by.as_deref());
-    principals.extend(a.on_behalf_of.as_ref().map(|p| p.as_str()));
     let names = slack_names(&slack.app.store.pool, &principals).await?;
     slack.templates.request_message(a, &names)
 }

@@ -251,8 +251,8 @@ async fn long_answers_are_paged_and_the_next_page_button_shows_the_next_page() {
 async fn a_slow_answer_is_acknowledged_at_once_and_follows_through_the_response_url() {
     let t = spawn_slack(Some(POLICY)).await;
     history(&t).await;
-    // Carol is not looked up yet; make that lookup outlast Slack's 3 s.
-    t.fake.delay("users.info", Duration::from_secs(4));
+    // Carol is not looked up yet; make that lookup far outlast Slack's 3 s.
+    t.fake.delay("users.info", Duration::from_secs(5));
     let answer = t.audit(CAROL, "pending").await;
     assert_eq!(answer["response_type"], "ephemeral");
     assert!(

@@ -278,6 +278,17 @@ impl SlackTest {
             .into_iter()
             .find(|c| button(c, "countersign_approve").is_some_and(|v| v.contains(&id)))
             .expect("the post of this request");
+        // The message reference and the slack.posted event commit together,
+        // after Slack answered: wait for them so later checks start settled.
+        eventually("the post to be recorded", || async {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM chat_messages WHERE request_id = ?")
+                .bind(&id)
+                .fetch_one(&self.app.app.store.pool)
+                .await
+                .unwrap()
+                == 1
+        })
+        .await;
         (id, post)
     }
 
@@ -332,6 +343,16 @@ impl SlackTest {
             .fetch_one(&self.app.app.store.pool)
             .await
             .unwrap()
+    }
+
+    /// How many audit events of `kind` the request has.
+    pub async fn count_kind(&self, id: &str, kind: &str) -> usize {
+        self.app
+            .audit_kinds(id)
+            .await
+            .iter()
+            .filter(|k| *k == kind)
+            .count()
     }
 
     /// Kinds of every audit event, oldest first.

@@ -253,12 +253,14 @@ async fn an_operator_link_maps_a_slack_account_and_wins_over_its_email() {
     let t = spawn_slack(None).await;
     let agent = t.app.agent().await;
     let (id, post) = t.create_posted(&agent, export_request()).await;
-    let out = t.app.cli(&[
-        "identities",
-        "link",
-        &format!("slack:{TEAM}/{NOMAIL}"),
-        "user:erin@example.com",
-    ]);
+    let out = t
+        .cli(&[
+            "identities",
+            "link",
+            &format!("slack:{TEAM}/{NOMAIL}"),
+            "user:erin@example.com",
+        ])
+        .await;
     assert!(
         out.status.success(),
         "{}",
@@ -285,13 +287,19 @@ async fn an_operator_link_maps_a_slack_account_and_wins_over_its_email() {
     );
 
     // A link to the on-behalf-of human is still that human: refused.
-    let out = t.app.cli(&[
-        "identities",
-        "link",
-        &format!("slack:{TEAM}/{DAN}"),
-        "user:alice@example.com",
-    ]);
-    assert!(out.status.success());
+    let out = t
+        .cli(&[
+            "identities",
+            "link",
+            &format!("slack:{TEAM}/{DAN}"),
+            "user:alice@example.com",
+        ])
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (id2, post2) = t.create_posted(&agent, export_request()).await;
     t.click(DAN, APPROVE, &button(&post2, APPROVE).unwrap())
         .await;

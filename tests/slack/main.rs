@@ -11,4 +11,5 @@ mod support;
 mod audit_command;
 mod decisions;
 mod delivery;
+mod manifest;
 mod signatures;

@@ -2,6 +2,7 @@
 //! `<name>.update` outbox handler and its own HTTP routes; all of them
 //! record decisions through `App::decide`, never on their own.
 
+pub mod slack;
 pub mod teams;
 
 use axum::Router;
@@ -13,6 +14,9 @@ use crate::service::App;
 /// The channels that receive a message for each request needing approval.
 pub fn enabled(settings: &Settings) -> Vec<&'static str> {
     let mut channels = vec![];
+    if settings.slack.enabled() {
+        channels.push("slack");
+    }
     if settings.teams.enabled() {
         channels.push("teams");
     }
@@ -22,6 +26,9 @@ pub fn enabled(settings: &Settings) -> Vec<&'static str> {
 /// Registers each enabled channel's outbox handlers and returns its routes.
 pub async fn install(app: &App, outbox: &mut Outbox) -> anyhow::Result<Vec<Router<App>>> {
     let mut routers = vec![];
+    if app.settings.slack.enabled() {
+        routers.push(slack::install(app, outbox).await?);
+    }
     if app.settings.teams.enabled() {
         routers.push(teams::install(app, outbox).await?);
     }

@@ -47,7 +47,7 @@ fn verify_json(out: &std::process::Output) -> Value {
 #[tokio::test]
 async fn an_untouched_trail_verifies() {
     let app = app_with_history().await;
-    let out = app.cli(&["audit", "verify"]);
+    let out = app.cli(&["audit", "verify"]).await;
     assert!(
         out.status.success(),
         "{}",
@@ -158,32 +158,36 @@ fn cli_in(dir: &tempfile::TempDir, args: &[&str]) -> std::process::Output {
 async fn an_export_verifies_offline_with_the_public_key_and_tampering_is_caught() {
     let app = app_with_history().await;
     let dir = app.dir.path().to_path_buf();
-    let key = app.cli(&["audit", "public-key"]);
+    let key = app.cli(&["audit", "public-key"]).await;
     std::fs::write(dir.join("public.pem"), &key.stdout).unwrap();
     for format in ["ndjson", "csv"] {
         let file = dir.join(format!("export.{format}"));
-        let out = app.cli(&[
-            "audit",
-            "export",
-            "--format",
-            format,
-            "--output",
-            file.to_str().unwrap(),
-        ]);
+        let out = app
+            .cli(&[
+                "audit",
+                "export",
+                "--format",
+                format,
+                "--output",
+                file.to_str().unwrap(),
+            ])
+            .await;
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
         let pk = dir.join("public.pem");
-        let ok = app.cli(&[
-            "audit",
-            "verify",
-            "--file",
-            file.to_str().unwrap(),
-            "--public-key",
-            pk.to_str().unwrap(),
-        ]);
+        let ok = app
+            .cli(&[
+                "audit",
+                "verify",
+                "--file",
+                file.to_str().unwrap(),
+                "--public-key",
+                pk.to_str().unwrap(),
+            ])
+            .await;
         assert!(
             ok.status.success(),
             "{format}: {}",
@@ -194,14 +198,16 @@ async fn an_export_verifies_offline_with_the_public_key_and_tampering_is_caught(
         let forged = text.replacen("user:bob@example.com", "user:eve@example.com", 1);
         assert_ne!(text, forged);
         std::fs::write(&file, forged).unwrap();
-        let bad = app.cli(&[
-            "audit",
-            "verify",
-            "--file",
-            file.to_str().unwrap(),
-            "--public-key",
-            pk.to_str().unwrap(),
-        ]);
+        let bad = app
+            .cli(&[
+                "audit",
+                "verify",
+                "--file",
+                file.to_str().unwrap(),
+                "--public-key",
+                pk.to_str().unwrap(),
+            ])
+            .await;
         assert_eq!(bad.status.code(), Some(3), "{format}: tampering caught");
     }
 }
@@ -211,7 +217,8 @@ async fn a_signature_from_another_key_does_not_verify() {
     let app = app_with_history().await;
     let dir = app.dir.path().to_path_buf();
     let file = dir.join("export.ndjson");
-    app.cli(&["audit", "export", "--output", file.to_str().unwrap()]);
+    app.cli(&["audit", "export", "--output", file.to_str().unwrap()])
+        .await;
     let other = tempfile::tempdir().unwrap();
     let other_key = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
         .args([
@@ -224,14 +231,16 @@ async fn a_signature_from_another_key_does_not_verify() {
         .output()
         .unwrap();
     std::fs::write(dir.join("other.pem"), &other_key.stdout).unwrap();
-    let out = app.cli(&[
-        "audit",
-        "verify",
-        "--file",
-        file.to_str().unwrap(),
-        "--public-key",
-        dir.join("other.pem").to_str().unwrap(),
-    ]);
+    let out = app
+        .cli(&[
+            "audit",
+            "verify",
+            "--file",
+            file.to_str().unwrap(),
+            "--public-key",
+            dir.join("other.pem").to_str().unwrap(),
+        ])
+        .await;
     assert_eq!(out.status.code(), Some(3));
 }
 

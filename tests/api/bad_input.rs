@@ -136,10 +136,10 @@ async fn missing_malformed_unknown_and_revoked_keys_are_401s() {
     assert!(p["detail"].as_str().unwrap().contains("not known"));
 
     let agent = app.agent().await;
-    let list = app.cli(&["keys", "list", "--json"]);
+    let list = app.cli(&["keys", "list", "--json"]).await;
     let keys: Value = serde_json::from_slice(&list.stdout).unwrap();
     let id = keys[0]["id"].as_str().unwrap();
-    assert!(app.cli(&["keys", "revoke", id]).status.success());
+    assert!(app.cli(&["keys", "revoke", id]).await.status.success());
     let (s, p) = problem(
         app.post_json(&agent, "/v1/approvals", &export_request())
             .await,

@@ -83,14 +83,16 @@ async fn a_human_requester_cannot_approve_their_own_request() {
 #[tokio::test]
 async fn agents_cannot_hold_the_decide_scope() {
     let app = spawn_app().await;
-    let out = app.cli(&[
-        "keys",
-        "create",
-        "--principal",
-        "agent:sneaky",
-        "--scopes",
-        "decide",
-    ]);
+    let out = app
+        .cli(&[
+            "keys",
+            "create",
+            "--principal",
+            "agent:sneaky",
+            "--scopes",
+            "decide",
+        ])
+        .await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("decide"));
     assert_eq!(app.count("api_keys").await, 0);

@@ -210,9 +210,10 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Runs the real binary against this app's database.
-    pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+    /// Runs the real binary against this app's database. Async, so the
+    /// server (on this same test runtime) keeps running while it waits.
+    pub async fn cli(&self, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
             .arg("--db")
             .arg(&self.db)
             .args(args)
@@ -222,6 +223,7 @@ impl TestApp {
             )
             .env_remove("COUNTERSIGN_CONFIG")
             .output()
+            .await
             .unwrap()
     }
 }

@@ -345,22 +345,8 @@ impl SlackTest {
             .unwrap()
     }
 
-    /// Runs the real binary against this app's database without blocking
-    /// the runtime the service runs on (a blocked runtime could hold the
-    /// database's write lock while the CLI waits for it).
     pub async fn cli(&self, args: &[&str]) -> std::process::Output {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
-            .arg("--db")
-            .arg(&self.app.db)
-            .args(args)
-            .env(
-                "COUNTERSIGN_SIGNING_KEY",
-                self.app.dir.path().join("audit-key.pem"),
-            )
-            .env_remove("COUNTERSIGN_CONFIG")
-            .output()
-            .await
-            .unwrap()
+        self.app.cli(args).await
     }
 
     /// How many audit events of `kind` the request has.

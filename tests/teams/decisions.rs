@@ -262,12 +262,15 @@ async fn an_account_that_maps_to_no_one_cannot_decide_and_the_attempt_is_audited
 async fn an_operators_link_maps_a_teams_account_to_a_person() {
     let t = spawn_teams().await;
     let (agent, request, _) = t.create_and_post().await;
-    let out = t.app.cli(&[
-        "identities",
-        "link",
-        "teams:aad-zed",
-        "user:dave@example.com",
-    ]);
+    let out = t
+        .app
+        .cli(&[
+            "identities",
+            "link",
+            "teams:aad-zed",
+            "user:dave@example.com",
+        ])
+        .await;
     assert!(
         out.status.success(),
         "{}",

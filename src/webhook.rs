@@ -7,8 +7,6 @@
 //! Receivers recompute the HMAC, compare in constant time and reject
 //! timestamps more than five minutes old.
 
-use std::time::Duration;
-
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::json;
 use sha2::Sha256;
@@ -44,15 +42,6 @@ pub fn verify(secret: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
 pub struct WebhookDeliverer {
     pub client: reqwest::Client,
     pub secret: Secret,
-}
-
-/// Reads `Retry-After` given in seconds.
-pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
 }
 
 #[async_trait::async_trait]
@@ -100,7 +89,7 @@ impl Deliverer for WebhookDeliverer {
                 let status = res.status().as_u16();
                 let error = format!("receiver answered {status}");
                 Delivery::Retry {
-                    after: retry_after(res.headers()),
+                    after: crate::outbox::retry_after(res.headers()),
                     audit: Some((
                         "webhook.failed".into(),
                         json!({ "url": url, "status": status, "attempt": attempt, "error": error }),
@@ -109,7 +98,7 @@ impl Deliverer for WebhookDeliverer {
                 }
             }
             Err(e) => {
-                let error = format!("request failed: {}", without_url(&e));
+                let error = format!("request failed: {}", crate::outbox::transport_error(&e));
                 Delivery::Retry {
                     after: None,
                     audit: Some((
@@ -121,18 +110,6 @@ impl Deliverer for WebhookDeliverer {
             }
         }
     }
-}
-
-/// reqwest errors repeat the URL; ours is already in the event.
-fn without_url(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "transport error"
-    };
-    kind.to_string()
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use crate::config::{Secret, TeamsSettings};
+use crate::outbox::transport_error;
 
 /// Scope of a token for calling the Bot Connector.
 const SCOPE: &str = "https://api.botframework.com/.default";
@@ -148,32 +149,9 @@ pub struct Connector {
     token: Mutex<Option<(Secret, Instant)>>,
 }
 
-/// Reads `Retry-After` as seconds or as an HTTP date.
-pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
-        .to_std()
-        .ok()
-}
-
 fn transport(e: &reqwest::Error) -> CallError {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "transport error"
-    };
     CallError::Retry {
-        error: kind.into(),
+        error: transport_error(e).into(),
         after: None,
         status: None,
     }
@@ -187,7 +165,7 @@ fn classify(what: &str, res: &reqwest::Response) -> CallError {
     if code == 429 || status.is_server_error() || code == 408 {
         CallError::Retry {
             error,
-            after: retry_after(res.headers()),
+            after: crate::outbox::retry_after(res.headers()),
             status: Some(code),
         }
     } else {
@@ -249,7 +227,7 @@ impl Connector {
             let code = res.status().as_u16();
             return Err(CallError::Retry {
                 error: format!("the token endpoint answered {code}"),
-                after: retry_after(res.headers()),
+                after: crate::outbox::retry_after(res.headers()),
                 status: Some(code),
             });
         }

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
@@ -28,7 +28,7 @@ fn cli(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-fn start(dir: &Path) -> (Child, String) {
+fn start(dir: &Path) -> (crate::helpers::ChildGuard, String) {
     crate::helpers::start_binary(dir, &[])
 }
 

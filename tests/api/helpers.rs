@@ -242,7 +242,7 @@ pub fn export_request() -> Value {
 
 /// Starts the real `countersign serve` binary in `dir` on a free port with
 /// JSON logs, waits until it listens, and returns it with its base URL.
-pub fn start_binary(dir: &std::path::Path, extra: &[&str]) -> (std::process::Child, String) {
+pub fn start_binary(dir: &std::path::Path, extra: &[&str]) -> (ChildGuard, String) {
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
         .current_dir(dir)
@@ -266,5 +266,28 @@ pub fn start_binary(dir: &std::path::Path, extra: &[&str]) -> (std::process::Chi
     };
     // Keep draining stderr so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (child, format!("http://{addr}"))
+    (ChildGuard(child), format!("http://{addr}"))
+}
+
+/// A spawned server that is killed when the test ends, even by a panic.
+pub struct ChildGuard(pub std::process::Child);
+
+impl std::ops::Deref for ChildGuard {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ChildGuard {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

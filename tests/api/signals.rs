@@ -2,7 +2,7 @@
 //! keeps the old one), SIGTERM shuts down cleanly.
 
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -12,11 +12,11 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_countersign")
 }
 
-fn start(dir: &Path, policy: &Path) -> (Child, String) {
+fn start(dir: &Path, policy: &Path) -> (crate::helpers::ChildGuard, String) {
     crate::helpers::start_binary(dir, &["--policy", policy.to_str().unwrap()])
 }
 
-fn signal(child: &Child, sig: &str) {
+fn signal(child: &std::process::Child, sig: &str) {
     assert!(
         Command::new("kill")
             .args([sig, &child.id().to_string()])

@@ -64,60 +64,177 @@ impl From<StoredEvent> for AuditEventView {
 
 const COLUMNS: &str = "seq, ts, actor, request_id, action, kind, data, prev_hash, hash";
 
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// More distinct values than this and a glob or prefix is answered by one
+/// plain query instead of one index walk per value.
+const MAX_EXPANDED: usize = 256;
+
+/// Events newest first.
+///
+/// Each filter has an index on `(column, seq)`, so an exact value walks
+/// its index backwards from the newest event and stops after `limit`. A
+/// glob on the action or a kind prefix matches several values, whose index
+/// ranges are not in `seq` order together: SQLite would read and sort every
+/// match (hundreds of thousands of rows for `db.*`). Instead the distinct
+/// values that match are found by hopping through the index (one seek per
+/// value), and each gets its own backward walk of at most `limit` rows,
+/// merged by `seq`.
 pub async fn query(pool: &SqlitePool, f: &AuditFilter) -> AppResult<Vec<StoredEvent>> {
-    let mut sql = format!("SELECT {COLUMNS} FROM audit_events WHERE 1 = 1");
-    let mut binds: Vec<String> = vec![];
+    let mut conn = pool.acquire().await?;
+    if let Some(glob) = f.action.as_deref().filter(|a| is_glob(a)) {
+        let actions = distinct(&mut conn, "action", literal_prefix(glob), Some(glob)).await?;
+        if actions.len() <= MAX_EXPANDED {
+            return union(&mut conn, f, "action", actions).await;
+        }
+    } else if let Some(prefix) = f.kind.as_deref().filter(|k| k.ends_with('.')) {
+        let kinds = distinct(&mut conn, "kind", prefix, None).await?;
+        if kinds.len() <= MAX_EXPANDED {
+            return union(&mut conn, f, "kind", kinds).await;
+        }
+    }
+    let (clause, binds) = conditions(f, None);
+    let sql =
+        format!("SELECT {COLUMNS} FROM audit_events WHERE {clause} ORDER BY seq DESC LIMIT ?");
+    let mut q = sqlx::query_as::<_, StoredEvent>(sqlx::AssertSqlSafe(sql));
+    for b in binds {
+        q = match b {
+            Bind::Text(t) => q.bind(t),
+            Bind::Int(n) => q.bind(n),
+        };
+    }
+    Ok(q.bind(f.limit as i64).fetch_all(&mut *conn).await?)
+}
+
+fn is_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// The part of a glob before its first wildcard.
+fn literal_prefix(glob: &str) -> &str {
+    &glob[..glob.find(['*', '?', '[']).unwrap_or(glob.len())]
+}
+
+/// The distinct non-empty values of `column` that start with `prefix`
+/// (and match `glob`, if given), in one index seek each.
+async fn distinct(
+    conn: &mut sqlx::SqliteConnection,
+    column: &'static str,
+    prefix: &str,
+    glob: Option<&str>,
+) -> AppResult<Vec<String>> {
+    let sql = format!(
+        "WITH RECURSIVE v(x) AS ( \
+           SELECT (SELECT MIN({column}) FROM audit_events WHERE {column} != '' AND {column} >= ?1) \
+           UNION ALL \
+           SELECT (SELECT MIN({column}) FROM audit_events WHERE {column} != '' AND {column} > v.x) \
+           FROM v WHERE v.x IS NOT NULL AND substr(v.x, 1, length(?1)) = ?1 \
+         ) \
+         SELECT x FROM v WHERE x IS NOT NULL AND substr(x, 1, length(?1)) = ?1 AND (?2 IS NULL OR x GLOB ?2) \
+         LIMIT {}",
+        MAX_EXPANDED + 1
+    );
+    Ok(sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
+        .bind(prefix)
+        .bind(glob)
+        .fetch_all(&mut *conn)
+        .await?)
+}
+
+/// One backward index walk per value of `column`, merged by seq.
+async fn union(
+    conn: &mut sqlx::SqliteConnection,
+    f: &AuditFilter,
+    column: &'static str,
+    values: Vec<String>,
+) -> AppResult<Vec<StoredEvent>> {
+    if values.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut sql = format!("SELECT {COLUMNS} FROM (");
+    let mut all = vec![];
+    for (i, v) in values.into_iter().enumerate() {
+        if i > 0 {
+            sql.push_str(" UNION ALL ");
+        }
+        let (clause, binds) = conditions(f, Some((column, v)));
+        sql.push_str(&format!(
+            "SELECT * FROM (SELECT {COLUMNS} FROM audit_events WHERE {clause} ORDER BY seq DESC LIMIT ?)"
+        ));
+        all.extend(binds);
+        all.push(Bind::Int(f.limit as i64));
+    }
+    sql.push_str(") ORDER BY seq DESC LIMIT ?");
+    let mut q = sqlx::query_as::<_, StoredEvent>(sqlx::AssertSqlSafe(sql));
+    for b in all {
+        q = match b {
+            Bind::Text(t) => q.bind(t),
+            Bind::Int(n) => q.bind(n),
+        };
+    }
+    Ok(q.bind(f.limit as i64).fetch_all(&mut *conn).await?)
+}
+
+/// The WHERE clause for `f`; `exact` replaces the action or kind filter
+/// with one exact value.
+fn conditions(f: &AuditFilter, exact: Option<(&'static str, String)>) -> (String, Vec<Bind>) {
+    let mut sql = String::from("1 = 1");
+    let mut binds = vec![];
+    // `!= ''` lets SQLite use the partial indexes on request_id and action
+    // (they leave out events that belong to no request).
     if let Some(r) = f.request_id {
-        sql.push_str(" AND request_id = ?");
-        binds.push(r.to_string());
+        sql.push_str(" AND request_id = ? AND request_id != ''");
+        binds.push(Bind::Text(r.to_string()));
     }
     if let Some(a) = &f.actor {
         sql.push_str(" AND actor = ?");
-        binds.push(a.clone());
+        binds.push(Bind::Text(a.clone()));
     }
-    if let Some(a) = &f.action {
-        if a.contains(['*', '?', '[']) {
+    let (exact_action, exact_kind) = match exact {
+        Some(("action", v)) => (Some(v), None),
+        Some((_, v)) => (None, Some(v)),
+        None => (None, None),
+    };
+    if let Some(a) = exact_action {
+        sql.push_str(" AND action = ? AND action != ''");
+        binds.push(Bind::Text(a));
+    } else if let Some(a) = &f.action {
+        if is_glob(a) {
             sql.push_str(" AND action GLOB ? AND action != ''");
         } else {
-            sql.push_str(" AND action = ?");
+            sql.push_str(" AND action = ? AND action != ''");
         }
-        binds.push(a.clone());
+        binds.push(Bind::Text(a.clone()));
     }
-    if let Some(k) = &f.kind {
+    if let Some(k) = exact_kind {
+        sql.push_str(" AND kind = ?");
+        binds.push(Bind::Text(k));
+    } else if let Some(k) = &f.kind {
         if let Some(prefix) = k.strip_suffix('.') {
             sql.push_str(" AND kind >= ? AND kind < ?");
-            binds.push(format!("{prefix}."));
-            binds.push(format!("{prefix}/"));
+            binds.push(Bind::Text(format!("{prefix}.")));
+            binds.push(Bind::Text(format!("{prefix}/")));
         } else {
             sql.push_str(" AND kind = ?");
-            binds.push(k.clone());
+            binds.push(Bind::Text(k.clone()));
         }
     }
     if let Some(s) = f.since {
         sql.push_str(" AND ts >= ?");
-        binds.push(clock::fmt(s));
+        binds.push(Bind::Text(clock::fmt(s)));
     }
     if let Some(u) = f.until {
         sql.push_str(" AND ts < ?");
-        binds.push(clock::fmt(u));
+        binds.push(Bind::Text(clock::fmt(u)));
     }
     if let Some(b) = f.before {
         sql.push_str(" AND seq < ?");
-        binds.push(b.to_string());
+        binds.push(Bind::Int(b));
     }
-    sql.push_str(" ORDER BY seq DESC LIMIT ?");
-    let mut q = sqlx::query_as::<_, StoredEvent>(sqlx::AssertSqlSafe(sql));
-    for b in &binds {
-        // seq cursors compare as integers
-        if let Ok(n) = b.parse::<i64>()
-            && f.before == Some(n)
-        {
-            q = q.bind(n);
-        } else {
-            q = q.bind(b);
-        }
-    }
-    Ok(q.bind(f.limit as i64).fetch_all(pool).await?)
+    (sql, binds)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, ToSchema)]

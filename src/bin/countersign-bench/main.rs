@@ -66,6 +66,16 @@ struct Args {
     /// A short smoke run: fewer events, seconds and long-polls.
     #[arg(long)]
     quick: bool,
+    /// Run only these scenarios, e.g. `--only b,c` (a always runs: it is
+    /// the reference).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+impl Args {
+    fn wants(&self, scenario: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == scenario)
+    }
 }
 
 const POLICY: &str = r#"# The benchmark's policy: one rule per path measured.
@@ -260,72 +270,84 @@ async fn bench(args: &Args, bin: PathBuf, work: &std::path::Path) -> anyhow::Res
     step("a. ceiling: GET /healthz");
     rows.push(scenarios::ceiling(&mut ctx, "a").await?);
     show(&rows);
-    step("b. create, approval required");
-    rows.push(scenarios::create(&ctx, false).await?);
-    show(&rows);
-    step("c. create, allowed by policy");
-    rows.push(scenarios::create(&ctx, true).await?);
-    show(&rows);
+    if args.wants("b") {
+        step("b. create, approval required");
+        rows.push(scenarios::create(&ctx, false).await?);
+        show(&rows);
+    }
+    if args.wants("c") {
+        step("c. create, allowed by policy");
+        rows.push(scenarios::create(&ctx, true).await?);
+        show(&rows);
+    }
 
     let ctx = Arc::new(ctx);
-    step("d. click to agent");
     let rounds = if args.quick { 50 } else { 300 };
-    rows.push(
-        scenarios::click_to_agent(
-            &ctx,
-            "d.low",
-            "click to agent, low load (1 agent)",
-            1,
-            rounds,
-            Duration::from_secs(30),
-            Some(5.0),
-        )
-        .await?,
-    );
-    show(&rows);
-    rows.push(
-        scenarios::click_to_agent(
-            &ctx,
-            "d.high",
-            "click to agent, high load (64 agents)",
-            64,
-            u64::MAX,
-            Duration::from_secs(args.seconds),
-            None,
-        )
-        .await?,
-    );
-    show(&rows);
+    if args.wants("d") {
+        step("d. click to agent");
+        rows.push(
+            scenarios::click_to_agent(
+                &ctx,
+                "d.low",
+                "click to agent, low load (1 agent)",
+                1,
+                rounds,
+                Duration::from_secs(30),
+                Some(5.0),
+            )
+            .await?,
+        );
+        show(&rows);
+        rows.push(
+            scenarios::click_to_agent(
+                &ctx,
+                "d.high",
+                "click to agent, high load (64 agents)",
+                64,
+                u64::MAX,
+                Duration::from_secs(args.seconds),
+                None,
+            )
+            .await?,
+        );
+        show(&rows);
+    }
 
-    step("e. audit queries");
-    rows.extend(scenarios::audit_queries(&ctx).await?);
-    show(&rows);
+    if args.wants("e") {
+        step("e. audit queries");
+        rows.extend(scenarios::audit_queries(&ctx).await?);
+        show(&rows);
+    }
 
-    step("f. audit verify and export");
-    rows.extend(scenarios::verify_and_export(&ctx, work).await?);
-    show(&rows);
+    if args.wants("f") {
+        step("f. audit verify and export");
+        rows.extend(scenarios::verify_and_export(&ctx, work).await?);
+        show(&rows);
+    }
 
-    step("g. memory");
-    rows.push(scenarios::memory_row(
-        "g.idle",
-        "RSS idle (after start, before load)",
-        idle,
-        30.0,
-        format!("VmRSS of pid {} one second after it listened", service.pid),
-    ));
-    rows.push(scenarios::long_polls(&ctx, &service, args.long_polls).await?);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = service.rss()?;
-    rows.push(scenarios::memory_row(
-        "g.after",
-        "RSS idle after all scenarios",
-        after,
-        f64::INFINITY,
-        "for information: what the allocator kept".into(),
-    ));
-    rows.last_mut().expect("just pushed").met = None;
-    rows.last_mut().expect("just pushed").target = "(reported)".into();
-    show(&rows);
+    if args.wants("g") {
+        step("g. memory");
+        rows.push(scenarios::memory_row(
+            "g.idle",
+            "RSS idle (after start, before load)",
+            idle,
+            30.0,
+            format!("VmRSS of pid {} one second after it listened", service.pid),
+        ));
+        rows.push(scenarios::long_polls(&ctx, &service, args.long_polls).await?);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = service.rss()?;
+        rows.push(scenarios::memory_row(
+            "g.after",
+            "RSS idle after all scenarios",
+            after,
+            f64::INFINITY,
+            "for information: what the allocator kept".into(),
+        ));
+        rows.last_mut().expect("just pushed").met = None;
+        rows.last_mut().expect("just pushed").target = "(reported)".into();
+        show(&rows);
+    }
 
     let mut ctx = Arc::try_unwrap(ctx)
         .map_err(|_| anyhow::anyhow!("scenario tasks still hold the context"))?;

@@ -2,6 +2,8 @@
 //! `<name>.update` outbox handler and its own HTTP routes; all of them
 //! record decisions through `App::decide`, never on their own.
 
+pub mod slack;
+
 use axum::Router;
 
 use crate::config::Settings;
@@ -9,11 +11,19 @@ use crate::outbox::Outbox;
 use crate::service::App;
 
 /// The channels that receive a message for each request needing approval.
-pub fn enabled(_settings: &Settings) -> Vec<&'static str> {
-    vec![]
+pub fn enabled(settings: &Settings) -> Vec<&'static str> {
+    let mut channels = vec![];
+    if settings.slack.enabled() {
+        channels.push(slack::CHANNEL);
+    }
+    channels
 }
 
 /// Registers each enabled channel's outbox handlers and returns its routes.
-pub async fn install(_app: &App, _outbox: &mut Outbox) -> anyhow::Result<Vec<Router<App>>> {
-    Ok(vec![])
+pub async fn install(app: &App, outbox: &mut Outbox) -> anyhow::Result<Vec<Router<App>>> {
+    let mut routers = vec![];
+    if app.settings.slack.enabled() {
+        routers.push(slack::install(app, outbox).await?);
+    }
+    Ok(routers)
 }

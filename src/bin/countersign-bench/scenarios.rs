@@ -158,8 +158,8 @@ pub async fn create(ctx: &Ctx, allow: bool) -> anyhow::Result<Row> {
     ))
 }
 
-/// Creates one pending request and returns its id.
-async fn create_pending(ctx: &Ctx, conn: &mut Conn, n: u64) -> anyhow::Result<Uuid> {
+/// Creates one pending request; returns its id and payload hash.
+async fn create_pending(ctx: &Ctx, conn: &mut Conn, n: u64) -> anyhow::Result<(Uuid, String)> {
     let body = conn
         .expect(
             ctx.api
@@ -169,7 +169,10 @@ async fn create_pending(ctx: &Ctx, conn: &mut Conn, n: u64) -> anyhow::Result<Uu
         .await?;
     let v: Value = serde_json::from_slice(&body)?;
     let id = v["id"].as_str().context("a created request has an id")?;
-    Ok(id.parse()?)
+    let hash = v["payload_sha256"]
+        .as_str()
+        .context("a created request has a payload hash")?;
+    Ok((id.parse()?, hash.to_string()))
 }
 
 /// d. Click to agent: an agent long-polls a pending request; a person
@@ -197,7 +200,7 @@ pub async fn click_to_agent(
             let mut clicks = Conn::open(ctx.api.addr).await?;
             let mut done = 0u64;
             while done < rounds && Instant::now() < deadline {
-                let rid = create_pending(&ctx, &mut ctl, (f as u64) << 32 | done).await?;
+                let (rid, shown) = create_pending(&ctx, &mut ctl, (f as u64) << 32 | done).await?;
                 let wait_req = ctx
                     .api
                     .get(&format!("/v1/approvals/{rid}?wait=30"), Some(&ctx.agent));
@@ -208,7 +211,7 @@ pub async fn click_to_agent(
                 let click = async {
                     // Let the agent's long-poll reach the server and park.
                     tokio::time::sleep(Duration::from_millis(20)).await;
-                    let req = ctx.clicker.approve(&ctx, rid);
+                    let req = ctx.clicker.approve(&ctx, rid, &shown);
                     let t0 = Instant::now();
                     let r = clicks.send(req).await;
                     (r, t0)
@@ -503,7 +506,9 @@ pub async fn long_polls(ctx: &Arc<Ctx>, service: &Service, n: usize) -> anyhow::
             let mut conn = Conn::open(ctx.api.addr).await?;
             let mut ids = vec![];
             for i in 0..per {
-                ids.push(create_pending(&ctx, &mut conn, (1 << 40) + (m * per + i) as u64).await?);
+                let (id, _) =
+                    create_pending(&ctx, &mut conn, (1 << 40) + (m * per + i) as u64).await?;
+                ids.push(id);
             }
             Ok::<_, anyhow::Error>(ids)
         }));

@@ -53,7 +53,8 @@ impl Clicker {
         status == StatusCode::OK
     }
 
-    pub fn approve(&self, ctx: &Ctx, id: Uuid) -> Request<Body> {
+    /// Approves request `id`, whose payload hash the approver was shown.
+    pub fn approve(&self, ctx: &Ctx, id: Uuid, payload_sha256: &str) -> Request<Body> {
         match self {
             Clicker::Api => ctx.api.post_json(
                 &format!("/v1/approvals/{id}/decisions"),
@@ -61,7 +62,7 @@ impl Clicker {
                 r#"{"verdict":"approve"}"#,
             ),
             Clicker::Slack { signing_secret } => {
-                let payload = block_actions(id);
+                let payload = block_actions(id, payload_sha256);
                 let body = format!("payload={}", urlencoding::encode(&payload));
                 let ts = chrono::Utc::now().timestamp().to_string();
                 let signature = sign(signing_secret, &ts, &body);
@@ -88,8 +89,11 @@ pub fn sign(secret: &str, ts: &str, body: &str) -> String {
 type Hmac = hmac::Hmac<Sha256>;
 
 /// The interaction Slack sends when the linked approver presses Approve on
-/// the request's message.
-fn block_actions(id: Uuid) -> String {
+/// the request's message: the button's `action_id` and `value` are the
+/// ones the channel renders (`countersign_approve`, and the request id with
+/// the payload hash shown, as JSON).
+fn block_actions(id: Uuid, payload_sha256: &str) -> String {
+    let value = json!({ "request_id": id, "payload_sha256": payload_sha256 }).to_string();
     json!({
         "type": "block_actions",
         "team": { "id": TEAM, "domain": "bench" },
@@ -101,11 +105,13 @@ fn block_actions(id: Uuid) -> String {
         "channel": { "id": CHANNEL, "name": "approvals" },
         "container": { "type": "message", "message_ts": "1700000000.000100", "channel_id": CHANNEL, "is_ephemeral": false },
         "message": { "type": "message", "ts": "1700000000.000100", "text": "approval request" },
+        "state": { "values": {} },
         "actions": [{
             "type": "button",
-            "action_id": "approve",
-            "block_id": "decision",
-            "value": id.to_string(),
+            "action_id": "countersign_approve",
+            "block_id": "countersign_decision",
+            "value": value,
+            "style": "primary",
             "action_ts": "1700000001.000200",
         }],
     })

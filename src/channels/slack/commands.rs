@@ -1,0 +1,204 @@
+//! `POST /slack/commands`: the `/audit` slash command.
+//!
+//! The grammar is parsed by `domain::audit_command` and the query runs in
+//! `App::audit_query`, which also enforces who may read the trail (the
+//! policy's `auditors` group, or everyone if configured). This module
+//! resolves the Slack user (and a mentioned one) to principals and renders
+//! the answer as ephemeral Block Kit.
+//!
+//! The answer goes straight back in the HTTP response when it is ready
+//! within [`super::ANSWER_WITHIN`]; otherwise Slack gets a short
+//! acknowledgement and the answer follows through the `response_url`.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use bytes::Bytes;
+use serde::Deserialize;
+use slack_morphism::prelude::*;
+use tokio::sync::oneshot;
+
+use super::client::Reply;
+use super::identity::mention_user_id;
+use super::limits::escape_clip;
+use super::render::SlackNames;
+use super::{ANSWER_WITHIN, Recipient, Slack, form_field};
+use crate::domain::audit_command::{self, AuditCommand, PersonRef};
+use crate::error::{AppError, AppResult};
+
+pub async fn handle(
+    Extension(slack): Extension<Arc<Slack>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> AppResult<Response> {
+    let body = slack.verify(&headers, &body)?;
+    // Slack's periodic certificate check of the command URL.
+    if form_field(body, "ssl_check").as_deref() == Some("1") {
+        return Ok(StatusCode::OK.into_response());
+    }
+    let field = |name: &str| {
+        form_field(body, name)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| AppError::BadRequest(format!("the command has no {name}")))
+    };
+    let to = Recipient {
+        team: field("team_id")?,
+        user: field("user_id")?,
+        channel: form_field(body, "channel_id"),
+        response_url: form_field(body, "response_url"),
+    };
+    let text = form_field(body, "text").unwrap_or_default();
+
+    let (tx, mut rx) = oneshot::channel::<SlackMessageContent>();
+    let worker = slack.clone();
+    let late_to = to.clone();
+    tokio::spawn(async move {
+        let content = answer(&worker, &late_to, &text).await;
+        // The handler has already acknowledged: answer through response_url.
+        if let Err(content) = tx.send(content)
+            && let Some(url) = &late_to.response_url
+            && let Err(e) = worker.api.respond(url, &Reply::ephemeral(content)).await
+        {
+            tracing::warn!(error = %e, "answering /audit through response_url failed");
+        }
+    });
+    let content = match tokio::time::timeout(ANSWER_WITHIN, &mut rx).await {
+        Ok(Ok(content)) => content,
+        Ok(Err(_)) => plain("Countersign could not answer; the error has been logged."),
+        Err(_) => {
+            // Closing first means the worker either already sent (and we
+            // use it) or will find the channel closed and use response_url.
+            rx.close();
+            rx.try_recv()
+                .unwrap_or_else(|_| plain("Looking that up… the answer will appear here shortly."))
+        }
+    };
+    Ok(Json(Reply::ephemeral(content)).into_response())
+}
+
+/// The `/audit` answer for `text`, as `to` may see it.
+pub async fn answer(slack: &Slack, to: &Recipient, text: &str) -> SlackMessageContent {
+    let who = match slack.identities.resolve(&to.team, &to.user).await {
+        Ok(p) => p,
+        Err(why) => return plain(&why.message()),
+    };
+    let text = unlink_emails(text);
+    let parsed = match audit_command::parse(&text, crate::clock::now()) {
+        Ok(p) => p,
+        Err(e) => return plain(&e),
+    };
+    let query = without_page(&text);
+    let person = match &parsed.command {
+        AuditCommand::Person(PersonRef::Principal(p)) => Some(p.clone()),
+        // Looked up only for someone allowed to ask; others are refused below.
+        AuditCommand::Person(PersonRef::Mention(m)) if slack.app.is_auditor(&who) => {
+            match mention_user_id(m) {
+                Some(user) => slack.identities.resolve(&to.team, user).await.ok(),
+                None => None,
+            }
+        }
+        _ => None,
+    };
+    let page = parsed.page;
+    match slack.app.audit_query(&who, parsed, person).await {
+        Ok(answer) => slack
+            .templates
+            .audit(&answer, page, &query, &SlackNames::new())
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %format!("{e:#}"), "rendering an /audit answer failed");
+                plain("Countersign could not show the answer; the error has been logged.")
+            }),
+        Err(
+            e @ (AppError::Forbidden(_)
+            | AppError::BadRequest(_)
+            | AppError::NotFound(_)
+            | AppError::Unprocessable(_)),
+        ) => plain(&e.to_string()),
+        Err(e) => {
+            tracing::error!(error = %e, "an /audit query failed");
+            plain("Countersign could not answer; the error has been logged.")
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct PageRequest {
+    q: String,
+    p: u32,
+}
+
+/// The "Next page" button of an answer: replaces it with the next page.
+pub async fn next_page(slack: &Slack, to: &Recipient, value: &str) {
+    let Ok(req) = serde_json::from_str::<PageRequest>(value) else {
+        return;
+    };
+    let content = answer(slack, to, &format!("{} page:{}", req.q, req.p)).await;
+    match &to.response_url {
+        Some(url) => {
+            let reply = Reply {
+                response_type: "ephemeral",
+                replace_original: true,
+                content,
+            };
+            if let Err(e) = slack.api.respond(url, &reply).await {
+                tracing::warn!(error = %e, "answering /audit through response_url failed");
+            }
+        }
+        None => {
+            if let Some(text) = content.text {
+                slack.tell(to, &text).await;
+            }
+        }
+    }
+}
+
+fn plain(text: &str) -> SlackMessageContent {
+    SlackMessageContent::new().with_text(escape_clip(text, 3000))
+}
+
+fn without_page(text: &str) -> String {
+    text.split_whitespace()
+        .filter(|w| !w.starts_with("page:"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Slack may turn an address in command text into a link
+/// (`user:<mailto:a@x.io|a@x.io>`); the grammar wants the address.
+fn unlink_emails(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("<mailto:") {
+        let Some(len) = rest[start..].find('>') else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        let inner = &rest[start + "<mailto:".len()..start + len];
+        out.push_str(inner.split('|').next().unwrap_or(inner));
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_slack_turned_into_links_are_read_as_addresses() {
+        assert_eq!(
+            unlink_emails("user:<mailto:alice@example.com|alice@example.com> page:2"),
+            "user:alice@example.com page:2"
+        );
+        assert_eq!(unlink_emails("pending"), "pending");
+        assert_eq!(unlink_emails("<mailto:a@b.io>"), "a@b.io");
+    }
+
+    #[test]
+    fn the_next_page_command_drops_the_old_page() {
+        assert_eq!(without_page("pending page:2"), "pending");
+    }
+}

@@ -1,0 +1,307 @@
+//! `POST /slack/interactions`: Approve and Deny clicks, the deny modal's
+//! submission, and the "next page" button of `/audit` answers.
+//!
+//! The signature is checked before the body is read. Slack wants an
+//! answer within 3 seconds, and a `trigger_id` dies after 3 seconds, so
+//! the work (identity lookup, the decision, opening the modal, telling the
+//! clicker why a click did not count) starts at once in its own task; the
+//! handler waits for it up to [`super::ANSWER_WITHIN`] (so normally the
+//! decision is committed before Slack hears 200) and answers regardless.
+//!
+//! The payload is read into only the fields used here, so an unfamiliar
+//! element elsewhere in Slack's payload cannot make a click fail.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::Json;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::render::{self, ButtonValue};
+use super::{Recipient, Slack, form_field, within_budget};
+use crate::domain::Verdict;
+use crate::error::{AppError, AppResult};
+use crate::service::approvals::DecisionInput;
+use crate::store::requests;
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Interaction {
+    BlockActions(BlockActions),
+    ViewSubmission(ViewSubmission),
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Deserialize)]
+struct IdOnly {
+    id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct User {
+    id: String,
+    team_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Container {
+    channel_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BlockActions {
+    user: User,
+    team: Option<IdOnly>,
+    channel: Option<IdOnly>,
+    container: Option<Container>,
+    trigger_id: Option<String>,
+    response_url: Option<String>,
+    #[serde(default)]
+    actions: Vec<Action>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Action {
+    action_id: String,
+    value: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ViewSubmission {
+    user: User,
+    team: Option<IdOnly>,
+    view: View,
+}
+
+#[derive(Debug, Deserialize)]
+struct View {
+    callback_id: Option<String>,
+    private_metadata: Option<String>,
+    state: Option<ViewState>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ViewState {
+    values: HashMap<String, HashMap<String, StateValue>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StateValue {
+    value: Option<String>,
+}
+
+/// What the deny modal carries from the click to the submission.
+#[derive(Debug, Serialize, Deserialize)]
+struct DenyContext {
+    request_id: String,
+    payload_sha256: String,
+    channel: Option<String>,
+    response_url: Option<String>,
+}
+
+fn team_of(team: &Option<IdOnly>, user: &User) -> String {
+    team.as_ref()
+        .and_then(|t| t.id.clone())
+        .or_else(|| user.team_id.clone())
+        .unwrap_or_default()
+}
+
+pub async fn handle(
+    Extension(slack): Extension<Arc<Slack>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> AppResult<Response> {
+    let body = slack.verify(&headers, &body)?;
+    let payload = form_field(body, "payload")
+        .ok_or_else(|| AppError::BadRequest("expected a form field named payload".into()))?;
+    let interaction: Interaction = serde_json::from_str(&payload)
+        .map_err(|e| AppError::BadRequest(format!("the interaction payload is not valid: {e}")))?;
+    match interaction {
+        Interaction::BlockActions(ev) => {
+            within_budget(block_actions(slack, ev)).await;
+            Ok(StatusCode::OK.into_response())
+        }
+        Interaction::ViewSubmission(ev) => view_submission(slack, ev).await,
+        Interaction::Other => Ok(StatusCode::OK.into_response()),
+    }
+}
+
+async fn block_actions(slack: Arc<Slack>, ev: BlockActions) {
+    let to = Recipient {
+        team: team_of(&ev.team, &ev.user),
+        user: ev.user.id.clone(),
+        channel: ev
+            .container
+            .as_ref()
+            .and_then(|c| c.channel_id.clone())
+            .or_else(|| ev.channel.as_ref().and_then(|c| c.id.clone())),
+        response_url: ev.response_url.clone(),
+    };
+    for action in &ev.actions {
+        let value = action.value.as_deref().unwrap_or_default();
+        match action.action_id.as_str() {
+            render::APPROVE => approve(&slack, &to, value).await,
+            render::DENY => open_deny_modal(&slack, &to, value, ev.trigger_id.as_deref()).await,
+            render::AUDIT_PAGE => super::commands::next_page(&slack, &to, value).await,
+            _ => {}
+        }
+    }
+}
+
+fn bound(value: &str) -> Option<(Uuid, ButtonValue)> {
+    let v = ButtonValue::decode(value)?;
+    Some((Uuid::parse_str(&v.request_id).ok()?, v))
+}
+
+const NOT_OURS: &str = "This button did not come from Countersign, so nothing was recorded.";
+
+async fn approve(slack: &Slack, to: &Recipient, value: &str) {
+    let Some((request_id, shown)) = bound(value) else {
+        return slack.tell(to, NOT_OURS).await;
+    };
+    let who = match slack.identities.resolve(&to.team, &to.user).await {
+        Ok(p) => p,
+        Err(why) => return slack.tell(to, &why.message()).await,
+    };
+    let decided = slack
+        .app
+        .decide(DecisionInput {
+            request_id,
+            who,
+            verdict: Verdict::Approve,
+            comment: None,
+            channel: super::CHANNEL,
+            payload_sha256: Some(shown.payload_sha256),
+        })
+        .await;
+    // Success needs no reply: the message itself is updated in place.
+    if let Err(e) = decided {
+        slack.tell(to, &refusal_text(e)).await;
+    }
+}
+
+/// What to tell someone whose decision was not recorded.
+fn refusal_text(e: AppError) -> String {
+    match e {
+        AppError::Refused(r) => r.message(),
+        AppError::NotFound(_) | AppError::Conflict(_) | AppError::Unprocessable(_) => e.to_string(),
+        other => {
+            tracing::error!(error = %other, "recording a Slack decision failed");
+            "Countersign could not record your decision just now; nothing was recorded. Please try again."
+                .into()
+        }
+    }
+}
+
+async fn open_deny_modal(slack: &Slack, to: &Recipient, value: &str, trigger: Option<&str>) {
+    let (Some((request_id, shown)), Some(trigger)) = (bound(value), trigger) else {
+        return slack.tell(to, NOT_OURS).await;
+    };
+    // An unmapped account is told now rather than after typing a reason.
+    if let Err(why) = slack.identities.resolve(&to.team, &to.user).await {
+        return slack.tell(to, &why.message()).await;
+    }
+    let approval = match requests::get(&slack.app.store.pool, request_id).await {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            return slack
+                .tell(to, &format!("No approval request has id {request_id}."))
+                .await;
+        }
+        Err(e) => return slack.tell(to, &refusal_text(e)).await,
+    };
+    let context = DenyContext {
+        request_id: request_id.to_string(),
+        payload_sha256: shown.payload_sha256,
+        channel: to.channel.clone(),
+        response_url: to.response_url.clone(),
+    };
+    let metadata = serde_json::to_string(&context).expect("strings serialize");
+    let view = match slack.templates.deny_modal(&approval, metadata) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "rendering the deny modal failed");
+            return slack
+                .tell(
+                    to,
+                    "Countersign could not show the deny form; nothing was recorded.",
+                )
+                .await;
+        }
+    };
+    if let Err(e) = slack.api.open_view(trigger, view).await {
+        tracing::warn!(error = %e, "views.open failed");
+        slack
+            .tell(
+                to,
+                "Slack would not open the deny form (the click may have been too long ago); nothing was recorded. Please click Deny again.",
+            )
+            .await;
+    }
+}
+
+async fn view_submission(slack: Arc<Slack>, ev: ViewSubmission) -> AppResult<Response> {
+    if ev.view.callback_id.as_deref() != Some(render::DENY_CALLBACK) {
+        return Ok(StatusCode::OK.into_response());
+    }
+    let context: DenyContext = ev
+        .view
+        .private_metadata
+        .as_deref()
+        .and_then(|m| serde_json::from_str(m).ok())
+        .ok_or_else(|| AppError::BadRequest("the deny form lost its request".into()))?;
+    let request_id = Uuid::parse_str(&context.request_id)
+        .map_err(|_| AppError::BadRequest("the deny form lost its request".into()))?;
+    let reason = ev
+        .view
+        .state
+        .as_ref()
+        .and_then(|s| s.values.get(render::REASON))
+        .and_then(|b| b.get(render::REASON))
+        .and_then(|v| v.value.clone())
+        .unwrap_or_default();
+    if reason.trim().is_empty() {
+        // Keeps the modal open with the message under the field.
+        return Ok(Json(json!({
+            "response_action": "errors",
+            "errors": { render::REASON: crate::domain::rules::Refusal::CommentRequired.message() },
+        }))
+        .into_response());
+    }
+    let to = Recipient {
+        team: team_of(&ev.team, &ev.user),
+        user: ev.user.id.clone(),
+        channel: context.channel.clone(),
+        response_url: context.response_url.clone(),
+    };
+    within_budget(async move {
+        let who = match slack.identities.resolve(&to.team, &to.user).await {
+            Ok(p) => p,
+            Err(why) => return slack.tell(&to, &why.message()).await,
+        };
+        let decided = slack
+            .app
+            .decide(DecisionInput {
+                request_id,
+                who,
+                verdict: Verdict::Deny,
+                comment: Some(reason.trim().to_string()),
+                channel: super::CHANNEL,
+                payload_sha256: Some(context.payload_sha256),
+            })
+            .await;
+        if let Err(e) = decided {
+            slack.tell(&to, &refusal_text(e)).await;
+        }
+    })
+    .await;
+    // An empty 200 closes the modal.
+    Ok(StatusCode::OK.into_response())
+}

@@ -1,0 +1,15 @@
+#[path = "../api/helpers.rs"]
+mod helpers;
+
+// Black-box tests of the Slack channel: the real service, its real
+// endpoints and outbox, against a fake Slack Web API on loopback
+// (`fake_slack`), with requests signed as Slack signs them (`support`).
+
+mod fake_slack;
+mod support;
+
+mod audit_command;
+mod decisions;
+mod delivery;
+mod manifest;
+mod signatures;

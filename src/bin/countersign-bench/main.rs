@@ -270,6 +270,25 @@ async fn bench(args: &Args, bin: PathBuf, work: &std::path::Path) -> anyhow::Res
     step("a. ceiling: GET /healthz");
     rows.push(scenarios::ceiling(&mut ctx, "a").await?);
     show(&rows);
+    if args.wants("b") && matches!(ctx.clicker, Clicker::Slack { .. }) {
+        // The same path with no chat channel: no outbox rows, and no
+        // deliveries competing for the writer. A second process on the
+        // same file; the main one is idle meanwhile.
+        step("b without a chat channel");
+        let plain = Service::start(&Setup {
+            env: vec![],
+            ..ctx.setup.clone()
+        })
+        .await?;
+        let main_api = std::mem::replace(&mut ctx.api, Api::new(plain.addr));
+        let mut row = scenarios::create(&ctx, false).await?;
+        ctx.api = main_api;
+        plain.stop().await?;
+        row.id = "b.no-chat".into();
+        row.scenario = "create, approval required, no chat channel".into();
+        rows.push(row);
+        show(&rows);
+    }
     if args.wants("b") {
         step("b. create, approval required");
         rows.push(scenarios::create(&ctx, false).await?);

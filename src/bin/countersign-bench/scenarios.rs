@@ -121,6 +121,12 @@ fn create_body(action: &str, n: u64) -> String {
 pub async fn create(ctx: &Ctx, allow: bool) -> anyhow::Result<Row> {
     let (id, action, scenario) = if allow {
         ("c", "bench.read", "create, allowed by policy")
+    } else if ctx.clicker.is_slack() {
+        (
+            "b",
+            "bench.approve",
+            "create, approval required (+ Slack post in the outbox)",
+        )
     } else {
         ("b", "bench.approve", "create, approval required")
     };

@@ -49,6 +49,10 @@ impl Clicker {
         }
     }
 
+    pub fn is_slack(&self) -> bool {
+        matches!(self, Clicker::Slack { .. })
+    }
+
     pub fn accepted(&self, status: StatusCode) -> bool {
         status == StatusCode::OK
     }

@@ -300,6 +300,20 @@ async fn bench(args: &Args, bin: PathBuf, work: &std::path::Path) -> anyhow::Res
         show(&rows);
     }
 
+    let (backlog, drained) = scenarios::settle(&ctx).await?;
+    if backlog > 0 {
+        eprintln!(
+            "   the outbox delivered a backlog of {backlog} in {:.1} s",
+            drained.as_secs_f64()
+        );
+        if let Some(b) = rows.iter_mut().find(|r| r.id == "b") {
+            b.note.push_str(&format!(
+                "; the outbox then delivered the {backlog} queued Slack posts in {:.1} s",
+                drained.as_secs_f64()
+            ));
+        }
+    }
+
     let ctx = Arc::new(ctx);
     let rounds = if args.quick { 50 } else { 300 };
     if args.wants("d") {
@@ -332,6 +346,8 @@ async fn bench(args: &Args, bin: PathBuf, work: &std::path::Path) -> anyhow::Res
         show(&rows);
     }
 
+    // d's requests were posted to Slack too; start e on a quiet service.
+    scenarios::settle(&ctx).await?;
     if args.wants("e") {
         step("e. audit queries");
         rows.extend(scenarios::audit_queries(&ctx).await?);

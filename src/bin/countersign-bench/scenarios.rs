@@ -487,17 +487,37 @@ pub fn memory_row(id: &str, scenario: &str, bytes: u64, limit_mib: f64, note: St
     }
 }
 
-async fn waiting(ctx: &Ctx, conn: &mut Conn) -> anyhow::Result<u64> {
+/// One gauge from `GET /metrics`.
+async fn gauge(ctx: &Ctx, conn: &mut Conn, name: &str) -> anyhow::Result<u64> {
     let body = conn
         .expect(ctx.api.get("/metrics", None), StatusCode::OK)
         .await?;
     let text = String::from_utf8_lossy(&body);
     Ok(text
         .lines()
-        .find(|l| l.starts_with("countersign_long_polls_waiting"))
+        .find(|l| l.split_whitespace().next() == Some(name))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0) as u64)
+}
+
+async fn waiting(ctx: &Ctx, conn: &mut Conn) -> anyhow::Result<u64> {
+    gauge(ctx, conn, "countersign_long_polls_waiting").await
+}
+
+/// Waits until the outbox has delivered everything queued (the Slack
+/// posts of b's requests), so the next scenario starts on a quiet
+/// service. Returns what was waiting and how long it took.
+pub async fn settle(ctx: &Ctx) -> anyhow::Result<(u64, Duration)> {
+    let mut conn = Conn::open(ctx.api.addr).await?;
+    let t = Instant::now();
+    let first = gauge(ctx, &mut conn, "countersign_outbox_backlog").await?;
+    let mut left = first;
+    while left > 0 && t.elapsed() < Duration::from_secs(180) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        left = gauge(ctx, &mut conn, "countersign_outbox_backlog").await?;
+    }
+    Ok((first, t.elapsed()))
 }
 
 /// g. RSS with `n` agents long-polling pending requests at once, then all

@@ -284,11 +284,11 @@ pub async fn audit_queries(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let ids = Arc::new(ctx.seeded.request_ids.clone());
     let people = Arc::new(ctx.seeded.people.clone());
     let filters: Vec<(&str, &str, Pick)> = vec![
-        ("e.request", "audit ?request=<id> (a timeline)", {
+        ("e.request", "audit ?request=ID (a timeline)", {
             let ids = ids.clone();
             Arc::new(move |r| format!("request={}", ids[r.gen_range(0..ids.len())]))
         }),
-        ("e.actor", "audit ?actor=<person>", {
+        ("e.actor", "audit ?actor=PERSON", {
             let people = people.clone();
             Arc::new(move |r| format!("actor={}", people[r.gen_range(0..people.len())]))
         }),

@@ -246,7 +246,7 @@ pub async fn show(
     }
     let not_found = || AppError::NotFound(format!("no approval request has id {id}"));
     // Check visibility before waiting, so nobody can wait on others' requests.
-    let current = requests::get(&app.store.pool, id)
+    let current = Box::pin(requests::get(&app.store.pool, id))
         .await?
         .ok_or_else(not_found)?;
     if !can_see(&key, &current) {
@@ -255,6 +255,9 @@ pub async fn show(
     if wait == 0 || current.status != Status::Pending {
         return Ok(Json(current));
     }
+    // Not held while waiting: with thousands of agents parked here, every
+    // byte kept per waiter counts.
+    drop(current);
     let a = app
         .wait_for(id, Duration::from_secs(wait))
         .await?

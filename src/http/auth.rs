@@ -26,7 +26,10 @@ impl FromRequestParts<App> for Authed {
             .ok_or_else(|| {
                 AppError::Unauthorized("the Authorization header must be 'Bearer <token>'".into())
             })?;
-        keys::authenticate(&app.store, token.trim())
+        // Boxed: the database read's future is large, and an extractor's
+        // future is part of every handler's; a long-poll would carry it
+        // for as long as it waits.
+        Box::pin(keys::authenticate(&app.store, token.trim()))
             .await
             .map(Authed)
     }

@@ -105,7 +105,7 @@ impl App {
                         teams_conversation: None,
                     };
                     let s = spec.as_ref().unwrap_or(&empty);
-                    requests::insert(
+                    let approval = requests::insert(
                         &mut ctx.conn,
                         &NewRow {
                             id,
@@ -150,7 +150,6 @@ impl App {
                         "on_expiry": s.on_expiry.as_str(),
                     }))
                     .await?;
-                    let approval = requests::load(&mut ctx.conn, id).await?.ok_or_else(|| AppError::Internal(anyhow::anyhow!("request vanished")))?;
                     if status.is_final() {
                         ctx.audit(Principal::system(), req, &format!("request.{status}"), &json!({
                             "by": decided_by, "reason": reason,
@@ -297,7 +296,8 @@ impl App {
 
     /// Waits up to `wait` for the request to leave `pending`. Subscribes
     /// before each read so a decision between the read and the sleep is
-    /// not missed.
+    /// not missed. A pending request is not kept while sleeping (it is read
+    /// again at the deadline): a parked waiter holds only its subscription.
     pub async fn wait_for(&self, id: Uuid, wait: Duration) -> AppResult<Option<Approval>> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -305,16 +305,16 @@ impl App {
             let notified = sub.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let current = requests::get(&self.store.pool, id).await?;
-            match &current {
-                Some(a) if a.status == Status::Pending => {
-                    tokio::select! {
-                        _ = notified => {}
-                        _ = tokio::time::sleep_until(deadline) => return Ok(current),
-                        _ = self.stopping.cancelled() => return Ok(current),
-                    }
-                }
-                _ => return Ok(current),
+            // Boxed reads keep this future (which a parked waiter holds)
+            // small, and the pending request is not held while waiting.
+            match Box::pin(requests::get(&self.store.pool, id)).await? {
+                Some(a) if a.status == Status::Pending => {}
+                other => return Ok(other),
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep_until(deadline) => return Box::pin(requests::get(&self.store.pool, id)).await,
+                _ = self.stopping.cancelled() => return Box::pin(requests::get(&self.store.pool, id)).await,
             }
         }
     }

@@ -350,7 +350,47 @@ pub struct NewRow<'a> {
     pub idempotency_hash: Option<&'a str>,
 }
 
-pub async fn insert(conn: &mut SqliteConnection, r: &NewRow<'_>) -> AppResult<()> {
+impl NewRow<'_> {
+    /// The row exactly as `insert` writes it.
+    fn row(&self) -> RequestRow {
+        let c = self.content;
+        RequestRow {
+            id: self.id.to_string(),
+            action: c.action.as_str().to_string(),
+            resource: c.resource.clone(),
+            summary: c.summary.clone(),
+            justification: c.justification.clone(),
+            details: serde_json::Value::Object(c.details.clone()).to_string(),
+            risk: c.risk.as_str().to_string(),
+            requester: self.requester.as_str().to_string(),
+            key_id: self.key_id.to_string(),
+            key_owner: self.key_owner.map(|p| p.as_str().to_string()),
+            on_behalf_of: c.on_behalf_of.as_ref().map(|p| p.as_str().to_string()),
+            status: self.status.as_str().to_string(),
+            policy_rule: self.policy_rule.to_string(),
+            policy_version: self.policy_version.to_string(),
+            required_approvals: self.required_approvals as i64,
+            approvers: serde_json::to_string(self.approvers).expect("principals serialize"),
+            on_expiry: self.on_expiry.as_str().to_string(),
+            slack_channel: self.slack_channel.map(str::to_string),
+            teams_conversation: self.teams_conversation.map(str::to_string),
+            callback_url: self.callback_url.map(str::to_string),
+            payload_sha256: self.payload_sha256.to_string(),
+            created_at: self.created_at.to_string(),
+            expires_at: self.expires_at.to_string(),
+            decided_at: self.decided_at.map(str::to_string),
+            decided_by: self.decided_by.map(str::to_string),
+            final_reason: self.final_reason.map(str::to_string),
+            idempotency_hash: self.idempotency_hash.map(str::to_string),
+        }
+    }
+}
+
+/// Inserts a new request and returns it as a read would, without reading
+/// it back (a new request has no decisions): two fewer round trips to the
+/// writer's SQLite thread per request.
+pub async fn insert(conn: &mut SqliteConnection, r: &NewRow<'_>) -> AppResult<Approval> {
+    let row = r.row();
     sqlx::query(
         "INSERT INTO approval_requests (id, action, resource, summary, justification, details, risk, requester, \
          key_id, key_owner, on_behalf_of, status, policy_rule, policy_version, required_approvals, approvers, \
@@ -358,37 +398,37 @@ pub async fn insert(conn: &mut SqliteConnection, r: &NewRow<'_>) -> AppResult<()
          decided_at, decided_by, final_reason, idempotency_key, idempotency_hash) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
-    .bind(r.id.to_string())
-    .bind(r.content.action.as_str())
-    .bind(&r.content.resource)
-    .bind(&r.content.summary)
-    .bind(&r.content.justification)
-    .bind(serde_json::Value::Object(r.content.details.clone()).to_string())
-    .bind(r.content.risk.as_str())
-    .bind(r.requester.as_str())
-    .bind(r.key_id.to_string())
-    .bind(r.key_owner.map(|p| p.as_str()))
-    .bind(r.content.on_behalf_of.as_ref().map(|p| p.as_str()))
-    .bind(r.status.as_str())
-    .bind(r.policy_rule)
-    .bind(r.policy_version)
-    .bind(r.required_approvals as i64)
-    .bind(serde_json::to_string(r.approvers).expect("principals serialize"))
-    .bind(r.on_expiry.as_str())
-    .bind(r.slack_channel)
-    .bind(r.teams_conversation)
-    .bind(r.callback_url)
-    .bind(r.payload_sha256)
-    .bind(r.created_at)
-    .bind(r.expires_at)
-    .bind(r.decided_at)
-    .bind(r.decided_by)
-    .bind(r.final_reason)
+    .bind(&row.id)
+    .bind(&row.action)
+    .bind(&row.resource)
+    .bind(&row.summary)
+    .bind(&row.justification)
+    .bind(&row.details)
+    .bind(&row.risk)
+    .bind(&row.requester)
+    .bind(&row.key_id)
+    .bind(&row.key_owner)
+    .bind(&row.on_behalf_of)
+    .bind(&row.status)
+    .bind(&row.policy_rule)
+    .bind(&row.policy_version)
+    .bind(row.required_approvals)
+    .bind(&row.approvers)
+    .bind(&row.on_expiry)
+    .bind(&row.slack_channel)
+    .bind(&row.teams_conversation)
+    .bind(&row.callback_url)
+    .bind(&row.payload_sha256)
+    .bind(&row.created_at)
+    .bind(&row.expires_at)
+    .bind(&row.decided_at)
+    .bind(&row.decided_by)
+    .bind(&row.final_reason)
     .bind(r.idempotency_key)
-    .bind(r.idempotency_hash)
+    .bind(&row.idempotency_hash)
     .execute(conn)
     .await?;
-    Ok(())
+    row.into_approval(vec![])
 }
 
 pub async fn insert_decision(

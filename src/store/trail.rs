@@ -155,37 +155,56 @@ pub async fn query(pool: &SqlitePool, f: &AuditFilter) -> AppResult<Vec<StoredEv
     fixed.extend(bounds);
 
     match fan {
-        None => run(&mut conn, &fixed, f.limit).await,
+        None => run(&mut conn, &select(&fixed), all_binds(&fixed), f.limit).await,
+        Some((_, values)) if values.is_empty() => Ok(vec![]),
         Some((column, values)) => {
-            let mut all = Vec::new();
+            // One statement: each value walks its own index backwards for at
+            // most `limit` rows, and SQLite merges them, so only the final
+            // `limit` rows are decoded here.
+            let mut parts = Vec::with_capacity(values.len());
+            let mut binds = Vec::new();
             for v in values {
                 let mut conds = fixed.clone();
                 conds.push((format!("{column} = ?"), vec![Bind::Text(v)]));
-                all.extend(run(&mut conn, &conds, f.limit).await?);
+                parts.push(format!(
+                    "SELECT * FROM ({} ORDER BY seq DESC LIMIT ?)",
+                    select(&conds)
+                ));
+                binds.extend(all_binds(&conds));
+                binds.push(Bind::Int(f.limit as i64));
             }
-            all.sort_unstable_by_key(|e| std::cmp::Reverse(e.seq));
-            all.truncate(f.limit as usize);
-            Ok(all)
+            let sql = format!("SELECT {COLUMNS} FROM ({})", parts.join(" UNION ALL "));
+            run(&mut conn, &sql, binds, f.limit).await
         }
     }
 }
 
-async fn run(
-    conn: &mut sqlx::SqliteConnection,
-    conds: &[Cond],
-    limit: u32,
-) -> AppResult<Vec<StoredEvent>> {
+fn select(conds: &[Cond]) -> String {
     let mut sql = format!("SELECT {COLUMNS} FROM audit_events WHERE 1 = 1");
     for (c, _) in conds {
         sql.push_str(" AND ");
         sql.push_str(c);
     }
-    sql.push_str(" ORDER BY seq DESC LIMIT ?");
+    sql
+}
+
+fn all_binds(conds: &[Cond]) -> Vec<Bind> {
+    conds.iter().flat_map(|(_, b)| b.iter().cloned()).collect()
+}
+
+/// Runs `sql` newest first with `limit`.
+async fn run(
+    conn: &mut sqlx::SqliteConnection,
+    sql: &str,
+    binds: Vec<Bind>,
+    limit: u32,
+) -> AppResult<Vec<StoredEvent>> {
+    let sql = format!("{sql} ORDER BY seq DESC LIMIT ?");
     let mut q = sqlx::query_as::<_, StoredEvent>(sqlx::AssertSqlSafe(sql));
-    for b in conds.iter().flat_map(|(_, binds)| binds) {
+    for b in binds {
         q = match b {
-            Bind::Text(t) => q.bind(t.clone()),
-            Bind::Int(n) => q.bind(*n),
+            Bind::Text(t) => q.bind(t),
+            Bind::Int(n) => q.bind(n),
         };
     }
     Ok(q.bind(limit as i64).fetch_all(&mut *conn).await?)

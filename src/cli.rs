@@ -211,7 +211,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn open(settings: &Settings) -> anyhow::Result<Store> {
-    Store::open(&settings.db, &settings.signing_key, 2).await
+    Store::open(&settings.db, &settings.signing_key, 4).await
 }
 
 fn cli_actor() -> String {
@@ -310,15 +310,10 @@ async fn audit_command(
                     trail_verify_file(std::io::BufReader::with_capacity(1 << 20, f), key)?
                 }
                 None => {
-                    let store = crate::store::connect_options(&settings.db)?;
-                    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-                        .max_connections(1)
-                        .connect_with(store.create_if_missing(false))
-                        .await
-                        .map_err(|e| {
-                            anyhow::anyhow!("cannot open database {}: {e}", settings.db)
-                        })?;
-                    trail::verify(&pool, key).await?
+                    if !trail::db_file(&settings.db).exists() {
+                        anyhow::bail!("cannot open database {}: no such file", settings.db);
+                    }
+                    trail::verify(&settings.db, key).await?
                 }
             };
             let source = file
@@ -358,8 +353,10 @@ async fn audit_command(
                 CliExportFormat::Csv => ExportFormat::Csv,
             };
             let (tx, mut rx) = tokio::sync::mpsc::channel(8);
-            let pool = store.pool.clone();
-            let producer = tokio::spawn(async move { trail::export(&pool, format, tx).await });
+            // Opening the store first applies any pending migration.
+            drop(store);
+            let db = settings.db.clone();
+            let producer = tokio::spawn(async move { trail::export(&db, format, tx).await });
             let mut sink: Box<dyn Write> = match &output {
                 Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
                 None => Box::new(std::io::stdout().lock()),

@@ -134,10 +134,10 @@ pub async fn export(
     key.require(Scope::Audit)?;
     let format = p.format.unwrap_or(ExportFormat::Ndjson);
     let (tx, rx) = tokio::sync::mpsc::channel(8);
-    let pool = app.store.pool.clone();
+    let db = app.settings.db.clone();
     tokio::spawn(async move {
         let err_tx = tx.clone();
-        if let Err(e) = trail::export(&pool, format, tx).await {
+        if let Err(e) = trail::export(&db, format, tx).await {
             tracing::error!(error = %e, "audit export failed midway");
             let _ = err_tx
                 .send(Err(std::io::Error::other("export failed")))
@@ -189,7 +189,7 @@ pub async fn verify(State(app): State<App>, Authed(key): Authed) -> AppResult<Js
 pub async fn verify_store(app: &App) -> AppResult<VerifyResult> {
     let public_key = app.store.signer.public_hex().to_string();
     Ok(
-        match trail::verify(&app.store.pool, app.store.signer.verifying_key()).await? {
+        match trail::verify(&app.settings.db, app.store.signer.verifying_key()).await? {
             Ok(r) => VerifyResult {
                 ok: true,
                 events: r.events,

@@ -87,6 +87,11 @@ pub async fn metrics_text(State(app): State<App>) -> impl IntoResponse {
         metrics::gauge!("countersign_outbox_backlog").set(backlog as f64);
     }
     metrics::gauge!("countersign_long_polls_waiting").set(app.store.waiters.len() as f64);
+    metrics::gauge!("countersign_wal_frames_pending").set(
+        app.store
+            .wal_backlog
+            .load(std::sync::atomic::Ordering::Relaxed) as f64,
+    );
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         handle.render(),

@@ -183,6 +183,23 @@ impl ChainVerifier {
         }
     }
 
+    /// A verifier for a stretch of the chain that starts after `head_seq`,
+    /// whose event claims `prev_hash`; the caller checks that claim against
+    /// the stretch before it.
+    pub fn resume(key: VerifyingKey, head_seq: i64, prev_hash: &str) -> Self {
+        let mut v = Self::new(key);
+        v.report.head_seq = head_seq;
+        v.prev_hash = prev_hash.to_string();
+        v
+    }
+
+    /// The report of a stretch, without the checks that only the whole
+    /// trail can pass (every event signed, no dangling signature).
+    pub fn into_stretch(mut self) -> Report {
+        self.report.head_hash = std::mem::take(&mut self.prev_hash);
+        self.report
+    }
+
     /// Checks the next event: its seq follows the last, it points at the
     /// last hash, and its own hash is what its content says.
     #[allow(clippy::too_many_arguments)]

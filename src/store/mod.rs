@@ -22,6 +22,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -202,6 +203,8 @@ pub struct Store {
     pub signer: Arc<Signer>,
     pub waiters: Waiters,
     pub signals: Signals,
+    /// WAL frames not yet copied back into the database at the last checkpoint.
+    pub wal_backlog: Arc<AtomicI64>,
 }
 
 /// Connection options shared by the writer, the readers and the CLI.
@@ -245,6 +248,10 @@ impl Store {
             .run(&mut conn)
             .await
             .map_err(|e| anyhow::anyhow!("cannot migrate database {db}: {e}"))?;
+        // The writer never checkpoints inside its own commits (SQLite would
+        // copy the WAL into the database, with an fsync, while every request
+        // in the batch waits); `checkpoint` does it beside the writer.
+        conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(read_connections.max(1))
             .min_connections(1)
@@ -269,12 +276,15 @@ impl Store {
             signals: signals.clone(),
         };
         tokio::spawn(writer.run(rx));
+        let wal_backlog = Arc::new(AtomicI64::new(0));
+        tokio::spawn(checkpoint(pool.clone(), wal_backlog.clone()));
         Ok(Self {
             pool,
             jobs: tx,
             signer,
             waiters,
             signals,
+            wal_backlog,
         })
     }
 
@@ -308,6 +318,29 @@ impl Store {
             .map_err(|_| AppError::Unavailable("the service is shutting down".into()))?;
         rx.await
             .map_err(|_| AppError::Unavailable("the writer stopped before answering".into()))?
+    }
+}
+
+/// Copies the WAL back into the database once a second, on a reader
+/// connection. PASSIVE never blocks the writer or readers; what it cannot
+/// copy now (pages a reader still sees) it copies next time. SQLite resets
+/// the WAL to its start once everything in it has been copied.
+async fn checkpoint(pool: SqlitePool, backlog: Arc<AtomicI64>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            break;
+        }
+        // (busy, frames in the WAL, frames copied to the database)
+        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&pool)
+            .await
+        {
+            Ok((_, log, copied)) => backlog.store((log - copied).max(0), Ordering::Relaxed),
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; will retry"),
+        }
     }
 }
 

@@ -498,3 +498,118 @@ async fn every_audit_filter_path_returns_what_a_naive_scan_of_the_trail_would() 
         assert_eq!(got, expected, "{filter:?}");
     }
 }
+
+/// Appends `n` chained events after the current head, signed at the end,
+/// straight into the file (as an import would).
+async fn seed_events(db: &std::path::Path, key: &std::path::Path, n: i64) {
+    use countersign::store::audit::{GENESIS, Signer, event_hash};
+    let signer = Signer::load_or_create(key).unwrap();
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let head: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut conn)
+            .await
+            .unwrap();
+    let (mut seq, mut prev) = head.unwrap_or((0, GENESIS.to_string()));
+    sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+    for i in 0..n {
+        seq += 1;
+        let data = format!("{{\"n\":{i}}}");
+        let ts = "2026-01-01T00:00:00.000Z";
+        let hash = event_hash(
+            &prev,
+            seq,
+            ts,
+            "user:seed@example.com",
+            "",
+            "seed.action",
+            "seed.event",
+            &data,
+        );
+        sqlx::query("INSERT INTO audit_events (seq, ts, actor, request_id, action, kind, data, prev_hash, hash) VALUES (?, ?, 'user:seed@example.com', '', 'seed.action', 'seed.event', ?, ?, ?)")
+            .bind(seq).bind(ts).bind(&data).bind(&prev).bind(&hash)
+            .execute(&mut conn).await.unwrap();
+        prev = hash;
+    }
+    sqlx::query(
+        "INSERT INTO audit_signatures (seq, hash, signature, public_key) VALUES (?, ?, ?, ?)",
+    )
+    .bind(seq)
+    .bind(&prev)
+    .bind(signer.sign(&prev))
+    .bind(signer.public_hex())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
+}
+
+#[tokio::test]
+async fn verify_finds_tampering_where_its_parallel_stretches_meet() {
+    let app = app_with_history().await;
+    let dir = app.stop().await;
+    let db = dir.path().join("countersign.db");
+    seed_events(&db, &dir.path().join("audit-key.pem"), 40_000).await;
+    let ok = cli_in(&dir, &["audit", "verify"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    assert!(verify_json(&ok)["events"].as_u64().unwrap() > 40_000);
+
+    // The halves verified in parallel meet between `end` and `end + 1`.
+    let head = verify_json(&ok)["head_seq"].as_i64().unwrap();
+    assert!(head >= countersign::store::trail::SPLIT_AT);
+    let (end, start) = (head / 2, head / 2 + 1);
+    let cases: Vec<(Vec<String>, i64)> = vec![
+        (
+            vec![format!("DELETE FROM audit_events WHERE seq = {start}")],
+            start,
+        ),
+        (
+            vec![format!("DELETE FROM audit_events WHERE seq = {end}")],
+            end,
+        ),
+        (
+            vec![format!(
+                "UPDATE audit_events SET data = '{{\"n\":-1}}' WHERE seq = {start}"
+            )],
+            start,
+        ),
+        (
+            vec![
+                format!("UPDATE audit_events SET seq = -1 WHERE seq = {end}"),
+                format!("UPDATE audit_events SET seq = {end} WHERE seq = {start}"),
+                format!("UPDATE audit_events SET seq = {start} WHERE seq = -1"),
+            ],
+            end,
+        ),
+    ];
+    for (sql, bad) in cases {
+        let sql: Vec<&str> = sql.iter().map(String::as_str).collect();
+        let sql = sql.as_slice();
+        let copy = tempfile::tempdir().unwrap();
+        for f in [
+            "countersign.db",
+            "countersign.db-wal",
+            "countersign.db-shm",
+            "audit-key.pem",
+        ] {
+            if dir.path().join(f).exists() {
+                std::fs::copy(dir.path().join(f), copy.path().join(f)).unwrap();
+            }
+        }
+        tamper(&copy.path().join("countersign.db"), sql).await;
+        let out = cli_in(&copy, &["audit", "verify"]);
+        assert_eq!(out.status.code(), Some(3), "{sql:?}");
+        assert_eq!(
+            verify_json(&out)["first_bad_seq"],
+            bad,
+            "{sql:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}

@@ -506,8 +506,8 @@ async fn waiting(ctx: &Ctx, conn: &mut Conn) -> anyhow::Result<u64> {
 }
 
 /// Waits until the outbox has delivered everything queued (the Slack
-/// posts of b's requests), so the next scenario starts on a quiet
-/// service. Returns what was waiting and how long it took.
+/// posts of b's requests) and the WAL is checkpointed, so the next
+/// scenario starts on a quiet service. Returns what was waiting and how long it took.
 pub async fn settle(ctx: &Ctx) -> anyhow::Result<(u64, Duration)> {
     let mut conn = Conn::open(ctx.api.addr).await?;
     let t = Instant::now();
@@ -516,6 +516,14 @@ pub async fn settle(ctx: &Ctx) -> anyhow::Result<(u64, Duration)> {
     while left > 0 && t.elapsed() < Duration::from_secs(180) {
         tokio::time::sleep(Duration::from_millis(250)).await;
         left = gauge(ctx, &mut conn, "countersign_outbox_backlog").await?;
+    }
+    // Then until the service's checkpointer has copied the WAL that the
+    // heavy scenarios wrote back into the database: until then its I/O
+    // competes with every commit's fsync, which is not low load.
+    while gauge(ctx, &mut conn, "countersign_wal_frames_pending").await? > 0
+        && t.elapsed() < Duration::from_secs(180)
+    {
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     Ok((first, t.elapsed()))
 }

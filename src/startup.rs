@@ -82,22 +82,60 @@ impl Server {
         let outbox = tokio::spawn(self.outbox.run(workers.clone()));
         let expiry = tokio::spawn(self.app.clone().run_expiry(workers.clone()));
         tracing::info!(addr = %self.addr, db = %self.app.settings.db, policy = %self.app.policy().origin, "countersign listening");
-        let stop = shutdown.clone();
+        // Long-polls answer as soon as shutdown begins, so the connections
+        // they hold can close and graceful shutdown does not wait a minute.
         let stopping = self.app.stopping.clone();
-        // `into_make_service` turns every route into its service once; serving
-        // the `Router` itself would rebuild the route table for every
-        // connection (about 5 KiB each, held as long as the connection).
-        axum::serve(self.listener, self.router.into_make_service())
-            .with_graceful_shutdown(async move {
-                stop.cancelled().await;
-                stopping.cancel();
-            })
-            .await?;
+        let begun = shutdown.clone();
+        tokio::spawn(async move {
+            begun.cancelled().await;
+            stopping.cancel();
+        });
+        serve_http1(self.listener, self.router, shutdown).await;
         workers.cancel();
         let _ = tokio::join!(outbox, expiry);
         tracing::info!("countersign stopped");
         Ok(())
     }
+}
+
+/// Accepts HTTP/1.1 connections until `shutdown`, then lets the ones in
+/// flight finish (long-polls answer at once: `App::stopping`).
+///
+/// Served with hyper's builder rather than `axum::serve` for two settings
+/// it does not expose: the read buffer is capped at hyper's minimum (8 KiB)
+/// instead of growing to 16 KiB and more, which is most of what a parked
+/// long-poll costs, and `TCP_NODELAY`, so small answers leave at once.
+async fn serve_http1(listener: TcpListener, router: Router, shutdown: CancellationToken) {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.max_buf_size(8 * 1024).keep_alive(true);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// Cancels `token` on SIGTERM or Ctrl-C; reloads the policy on SIGHUP.

@@ -157,9 +157,9 @@ pub async fn query(pool: &SqlitePool, f: &AuditFilter) -> AppResult<Vec<StoredEv
         None => run(&mut conn, &select(&fixed), all_binds(&fixed), f.limit).await,
         Some((_, values)) if values.is_empty() => Ok(vec![]),
         Some((column, values)) => {
-            // One statement: each value walks its own index backwards for at
-            // most `limit` rows, and SQLite merges them, so only the final
-            // `limit` rows are decoded here.
+            // One statement: each value walks its own index for at most
+            // `limit` seq numbers (index only, no table rows), SQLite merges
+            // those, and only the final `limit` rows are read and decoded.
             let mut parts = Vec::with_capacity(values.len());
             let mut binds = Vec::new();
             for v in values {
@@ -167,15 +167,29 @@ pub async fn query(pool: &SqlitePool, f: &AuditFilter) -> AppResult<Vec<StoredEv
                 conds.push((format!("{column} = ?"), vec![Bind::Text(v)]));
                 parts.push(format!(
                     "SELECT * FROM ({} ORDER BY seq DESC LIMIT ?)",
-                    select(&conds)
+                    select_seq(&conds)
                 ));
                 binds.extend(all_binds(&conds));
                 binds.push(Bind::Int(f.limit as i64));
             }
-            let sql = format!("SELECT {COLUMNS} FROM ({})", parts.join(" UNION ALL "));
+            binds.push(Bind::Int(f.limit as i64));
+            let sql = format!(
+                "SELECT {COLUMNS} FROM audit_events WHERE seq IN \
+                 (SELECT seq FROM ({}) ORDER BY seq DESC LIMIT ?)",
+                parts.join(" UNION ALL ")
+            );
             run(&mut conn, &sql, binds, f.limit).await
         }
     }
+}
+
+fn select_seq(conds: &[Cond]) -> String {
+    let mut sql = String::from("SELECT seq FROM audit_events WHERE 1 = 1");
+    for (c, _) in conds {
+        sql.push_str(" AND ");
+        sql.push_str(c);
+    }
+    sql
 }
 
 fn select(conds: &[Cond]) -> String {

@@ -309,7 +309,8 @@ impl Connector {
             })
     }
 
-    /// Replies to an activity (in a channel, in its thread).
+    /// Replies to an activity (in a channel, in its thread): POST to the
+    /// activity's URL.
     pub async fn reply(
         &self,
         service_url: &str,
@@ -317,18 +318,13 @@ impl Connector {
         activity_id: &str,
         activity: &Value,
     ) -> Result<(), CallError> {
-        let base = api_base(&self.checked(service_url)?);
-        let url = format!(
-            "{base}/v3/conversations/{}/activities/{}",
-            seg(conversation),
-            seg(activity_id)
-        );
+        let url = self.activity_url(service_url, conversation, activity_id)?;
         self.send("the Bot Connector", self.http.post(url).json(activity))
             .await
             .map(drop)
     }
 
-    /// Replaces a posted activity (the card) in place.
+    /// Replaces a posted activity (the card) in place: PUT to its URL.
     pub async fn update(
         &self,
         service_url: &str,
@@ -336,15 +332,26 @@ impl Connector {
         activity_id: &str,
         activity: &Value,
     ) -> Result<(), CallError> {
-        let base = api_base(&self.checked(service_url)?);
-        let url = format!(
-            "{base}/v3/conversations/{}/activities/{}",
-            seg(conversation),
-            seg(activity_id)
-        );
+        let url = self.activity_url(service_url, conversation, activity_id)?;
         self.send("the Bot Connector", self.http.put(url).json(activity))
             .await
             .map(drop)
+    }
+
+    /// `{serviceUrl}/v3/conversations/{id}/activities/{activityId}`, for an
+    /// allowlisted service URL only.
+    fn activity_url(
+        &self,
+        service_url: &str,
+        conversation: &str,
+        activity_id: &str,
+    ) -> Result<String, CallError> {
+        let base = api_base(&self.checked(service_url)?);
+        Ok(format!(
+            "{base}/v3/conversations/{}/activities/{}",
+            seg(conversation),
+            seg(activity_id)
+        ))
     }
 
     /// One member of a conversation, with their e-mail / UPN.

@@ -164,58 +164,14 @@ pub async fn export(
         .into_response())
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct VerifyResult {
-    pub ok: bool,
-    pub events: u64,
-    pub signatures: u64,
-    pub head_seq: i64,
-    pub head_hash: String,
-    /// The first bad event, when not ok.
-    pub first_bad_seq: Option<i64>,
-    pub reason: Option<String>,
-    pub public_key: String,
-}
-
 /// Recomputes the chain and checks its signatures with the service's key.
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
-    responses((status = 200, body = VerifyResult), (status = 401, content_type = "application/problem+json"), (status = 403, content_type = "application/problem+json")),
+    responses((status = 200, body = crate::service::audit_query::VerifyResult), (status = 401, content_type = "application/problem+json"), (status = 403, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn verify(State(app): State<App>, Authed(key): Authed) -> AppResult<Json<VerifyResult>> {
+pub async fn verify(
+    State(app): State<App>,
+    Authed(key): Authed,
+) -> AppResult<Json<crate::service::audit_query::VerifyResult>> {
     key.require(Scope::Audit)?;
-    Ok(Json(verify_store(&app).await?))
-}
-
-pub async fn verify_store(app: &App) -> AppResult<VerifyResult> {
-    let public_key = app.store.signer.public_hex().to_string();
-    Ok(
-        match trail::verify(&app.settings.db, app.store.signer.verifying_key()).await? {
-            Ok(r) => VerifyResult {
-                ok: true,
-                events: r.events,
-                signatures: r.signatures,
-                head_seq: r.head_seq,
-                head_hash: r.head_hash,
-                first_bad_seq: None,
-                reason: None,
-                public_key,
-            },
-            Err(b) => VerifyResult {
-                ok: false,
-                events: 0,
-                signatures: 0,
-                head_seq: 0,
-                head_hash: String::new(),
-                first_bad_seq: Some(b.seq),
-                reason: Some(b.reason),
-                public_key,
-            },
-        },
-    )
-}
-
-impl IntoResponse for VerifyResult {
-    fn into_response(self) -> Response {
-        Json(self).into_response()
-    }
+    Ok(Json(app.verify_trail().await?))
 }

@@ -327,7 +327,7 @@ pub(crate) async fn on_final(
     approval: &Approval,
 ) -> AppResult<()> {
     let id = approval.id;
-    if let Ok(created) = clock::parse(&approval.created_at).ok_or(()) {
+    if let Some(created) = clock::parse(&approval.created_at) {
         ctx.after_commit(AfterCommit::Final {
             status: approval.status.as_str(),
             created_at: created,

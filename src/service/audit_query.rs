@@ -7,7 +7,6 @@ use super::App;
 use crate::domain::audit_command::{AuditCommand, ParsedAudit};
 use crate::domain::{Principal, Status};
 use crate::error::{AppError, AppResult};
-use crate::http::audit::{VerifyResult, verify_store};
 use crate::store::requests::{self, Approval, ListFilter};
 use crate::store::trail::{self, AuditEventView, AuditFilter};
 
@@ -57,7 +56,7 @@ impl App {
         let pool = &self.store.pool;
         Ok(match parsed.command {
             AuditCommand::Help => AuditAnswer::Help(crate::domain::audit_command::HELP),
-            AuditCommand::Verify => AuditAnswer::Verify(verify_store(self).await?),
+            AuditCommand::Verify => AuditAnswer::Verify(self.verify_trail().await?),
             AuditCommand::Request(id) => {
                 let request = requests::get(pool, id).await?.ok_or_else(|| {
                     AppError::NotFound(format!("no approval request has id {id}"))
@@ -217,4 +216,50 @@ async fn paged_events(
         .skip((offset_pages * PAGE_SIZE) as usize)
         .map(Into::into)
         .collect())
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+/// What `audit verify` found, as the API, `/audit verify` and the Teams
+/// `audit verify` card show it.
+pub struct VerifyResult {
+    pub ok: bool,
+    pub events: u64,
+    pub signatures: u64,
+    pub head_seq: i64,
+    pub head_hash: String,
+    /// The first bad event, when not ok.
+    pub first_bad_seq: Option<i64>,
+    pub reason: Option<String>,
+    pub public_key: String,
+}
+
+impl App {
+    /// Recomputes the chain and checks its signatures with the service's key.
+    pub async fn verify_trail(&self) -> AppResult<VerifyResult> {
+        let public_key = self.store.signer.public_hex().to_string();
+        Ok(
+            match trail::verify(&self.settings.db, self.store.signer.verifying_key()).await? {
+                Ok(r) => VerifyResult {
+                    ok: true,
+                    events: r.events,
+                    signatures: r.signatures,
+                    head_seq: r.head_seq,
+                    head_hash: r.head_hash,
+                    first_bad_seq: None,
+                    reason: None,
+                    public_key,
+                },
+                Err(b) => VerifyResult {
+                    ok: false,
+                    events: 0,
+                    signatures: 0,
+                    head_seq: 0,
+                    head_hash: String::new(),
+                    first_bad_seq: Some(b.seq),
+                    reason: Some(b.reason),
+                    public_key,
+                },
+            },
+        )
+    }
 }

@@ -22,8 +22,8 @@ use slack_morphism::prelude::*;
 use super::limits::{self, clip, escape, escape_clip};
 use crate::domain::audit_command::HELP;
 use crate::domain::{Risk, Status};
-use crate::http::audit::VerifyResult;
 use crate::service::audit_query::AuditAnswer;
+use crate::service::audit_query::VerifyResult;
 use crate::store::requests::Approval;
 use crate::store::trail::AuditEventView;
 

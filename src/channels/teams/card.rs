@@ -622,7 +622,7 @@ pub fn samples() -> Vec<(&'static str, Value)> {
         prev_hash: String::new(),
         hash: String::new(),
     };
-    let verify = |ok: bool| crate::http::audit::VerifyResult {
+    let verify = |ok: bool| crate::service::audit_query::VerifyResult {
         ok,
         events: 3,
         signatures: 1,

@@ -163,8 +163,10 @@ pub async fn create(
         }
     };
     // The parsed body, re-encoded canonically: the same JSON with other
-    // spacing or key order is the same request.
-    let canonical: serde_json::Value = serde_json::from_slice(&body.raw).unwrap_or_default();
+    // spacing or key order is the same request; numbers keep their exact
+    // spelling (crate::json), so `1e0` and `1` are different bodies.
+    let canonical =
+        crate::json::parse_strict(&body.raw).map_err(|e| AppError::BadRequest(e.to_string()))?;
     let body_hash = body_hash(canonical.to_string().as_bytes());
     let (content, expires_in, callback_url) = body.value.parse()?;
     let created = app

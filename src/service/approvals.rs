@@ -43,6 +43,10 @@ pub struct DecisionInput {
 
 impl App {
     pub async fn create_request(&self, key: &ApiKey, new: NewRequest) -> AppResult<Created> {
+        // Every surface builds its content its own way; the rule that decides
+        // must be the rule the canonical resource meets, so the check is
+        // here too, where they all meet.
+        crate::domain::Resource::parse(&new.content.resource).map_err(AppError::Unprocessable)?;
         let policy = self.policy();
         let eval = policy.evaluate(
             new.content.action.as_str(),

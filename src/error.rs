@@ -50,7 +50,11 @@ impl AppError {
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Refused(r) => match r {
-                Refusal::AlreadyFinal { .. } | Refusal::AlreadyApproved => StatusCode::CONFLICT,
+                Refusal::AlreadyFinal { .. }
+                | Refusal::AlreadyApproved
+                | Refusal::SamePerson { .. }
+                | Refusal::Expired { .. }
+                | Refusal::PayloadMismatch { .. } => StatusCode::CONFLICT,
                 Refusal::CommentRequired => StatusCode::UNPROCESSABLE_ENTITY,
                 _ => StatusCode::FORBIDDEN,
             },

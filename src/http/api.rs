@@ -369,14 +369,17 @@ pub async fn decide(
     let id = parse_id(&id)?;
     let b = body.value;
     let a = app
-        .decide(DecisionInput {
-            request_id: id,
-            who: key.principal.clone(),
-            verdict: b.verdict,
-            comment: b.comment,
-            channel: "api",
-            payload_sha256: b.payload_sha256,
-        })
+        .decide_with_key(
+            DecisionInput {
+                request_id: id,
+                who: key.principal.clone(),
+                verdict: b.verdict,
+                comment: b.comment,
+                channel: "api",
+                payload_sha256: b.payload_sha256,
+            },
+            key.owner.clone(),
+        )
         .await?;
     Ok(Json(a))
 }

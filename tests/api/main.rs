@@ -9,5 +9,6 @@ mod canonical;
 mod crash;
 mod decisions;
 mod exact_json;
+mod rule_leaks;
 mod signals;
 mod webhooks;

@@ -63,6 +63,14 @@ impl App {
                 "callback_url needs the server to have a webhook secret (COUNTERSIGN_WEBHOOK_SECRET); ask the operator or long-poll instead".into(),
             ));
         }
+        if let Some(url) = &new.callback_url {
+            // Every surface's callback URL is judged here, once (src/net/egress.rs).
+            self.settings
+                .webhook_destinations
+                .vet(url)
+                .await
+                .map_err(AppError::Unprocessable)?;
+        }
         let spec = match &effect {
             Effect::RequireApproval(spec) => Some(spec.clone()),
             _ => None,

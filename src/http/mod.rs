@@ -9,6 +9,7 @@ pub mod auth;
 pub mod extract;
 pub mod openapi;
 pub mod ops;
+pub mod permits;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -25,7 +26,8 @@ pub fn router(app: App, channels: Vec<Router<App>>) -> Router {
         .merge(api::routes())
         .merge(audit::routes())
         .merge(ops::routes())
-        .merge(openapi::routes());
+        .merge(openapi::routes())
+        .merge(permits::routes());
     for c in channels {
         r = r.merge(c);
     }

@@ -58,6 +58,17 @@ pub enum Command {
     /// Microsoft Teams: conversations the bot posts to.
     #[command(subcommand)]
     Teams(crate::channels::teams::conversations::TeamsCommand),
+    /// Agent hooks: `hook claude-code` is a Claude Code PreToolUse hook.
+    #[command(subcommand)]
+    Hook(crate::agent_cli::HookCommand),
+    /// Ask for approval and wait: exit 0 approved, 1 denied, 2 expired or
+    /// cancelled, 3 still pending, 4 error.
+    Request(crate::agent_cli::request::RequestArgs),
+    /// Run a command only once it is approved and its permit checks out.
+    Exec(crate::agent_cli::exec::ExecArgs),
+    /// Verify permits; print the permit public key.
+    #[command(subcommand)]
+    Permit(crate::agent_cli::PermitCommand),
 }
 
 #[derive(Debug, Args)]
@@ -142,7 +153,18 @@ pub enum IdentitiesCommand {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => match crate::agent_cli::unparsable(&e) {
+            Some(code) => return code,
+            None => e.exit(),
+        },
+    };
+    // The agent-side commands talk to the service, not the database.
+    let cli = match crate::agent_cli::run(cli) {
+        Ok(code) => return code,
+        Err(cli) => *cli,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -205,6 +227,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Teams(cmd) => {
             let store = open(&settings).await?;
             crate::channels::teams::conversations::command(&store, cli_actor(), cmd, out).await?
+        }
+        Command::Hook(_) | Command::Request(_) | Command::Exec(_) | Command::Permit(_) => {
+            anyhow::bail!("agent commands run through crate::agent_cli::run")
         }
     }
     Ok(ExitCode::SUCCESS)

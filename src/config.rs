@@ -136,6 +136,13 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub slack: SlackSettings,
     pub teams: TeamsSettings,
+    /// Ed25519 key that signs permits (`crate::permits`); separate from
+    /// the audit key so either can be rotated or guarded alone.
+    pub permit_key: PathBuf,
+    /// How long a permit is valid after its request is approved.
+    pub permit_ttl: Duration,
+    /// The service's public base URL: the permits' `iss`. Default: the listen URL.
+    pub public_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -182,6 +189,9 @@ impl Default for Settings {
                 conversation: None,
                 allowed_service_urls: vec![],
             },
+            permit_key: PathBuf::new(),
+            permit_ttl: Duration::from_secs(600),
+            public_url: None,
         }
     }
 }
@@ -211,6 +221,9 @@ struct FileConfig {
     outbox_retry_base: Option<String>,
     outbox_retry_max: Option<String>,
     outbox_give_up_after: Option<String>,
+    permit_key: Option<PathBuf>,
+    permit_ttl: Option<String>,
+    public_url: Option<String>,
     #[serde(default)]
     slack: FileSlack,
     #[serde(default)]
@@ -285,6 +298,12 @@ impl Settings {
         if s.signing_key.as_os_str().is_empty() {
             s.signing_key = default_key_path(&s.db);
         }
+        if s.permit_key.as_os_str().is_empty() {
+            s.permit_key = default_permit_key_path(&s.db);
+        }
+        if s.permit_ttl < Duration::from_secs(1) {
+            return Err("permit_ttl must be at least 1s".into());
+        }
         if s.max_body_bytes < 1024 {
             return Err("max_body_bytes must be at least 1024".into());
         }
@@ -345,6 +364,11 @@ impl Settings {
         if let Some(v) = f.outbox_give_up_after {
             self.outbox.give_up_after = dur("outbox_give_up_after", &v)?;
         }
+        set(&mut self.permit_key, f.permit_key);
+        if let Some(v) = f.permit_ttl {
+            self.permit_ttl = dur("permit_ttl", &v)?;
+        }
+        self.public_url = f.public_url.or(self.public_url.take());
         let sl = &mut self.slack;
         sl.bot_token = f.slack.bot_token.or(sl.bot_token.take());
         sl.signing_secret = f.slack.signing_secret.or(sl.signing_secret.take());
@@ -438,6 +462,15 @@ impl Settings {
         if let Some(v) = get("COUNTERSIGN_OUTBOX_GIVE_UP_AFTER") {
             self.outbox.give_up_after = dur("COUNTERSIGN_OUTBOX_GIVE_UP_AFTER", &v)?;
         }
+        if let Some(p) = get("COUNTERSIGN_PERMIT_KEY") {
+            self.permit_key = p.into();
+        }
+        if let Some(v) = get("COUNTERSIGN_PERMIT_TTL") {
+            self.permit_ttl = dur("COUNTERSIGN_PERMIT_TTL", &v)?;
+        }
+        if let Some(v) = get("COUNTERSIGN_PUBLIC_URL") {
+            self.public_url = Some(v);
+        }
         if let Some(v) = get("COUNTERSIGN_SLACK_BOT_TOKEN") {
             self.slack.bot_token = Some(Secret(v));
         }
@@ -506,6 +539,24 @@ fn default_key_path(db: &str) -> PathBuf {
     PathBuf::from(format!("{path}.audit-key.pem"))
 }
 
+/// The permit key lives beside the database too, under its own name:
+/// `countersign.db` → `countersign.db.permit-key.pem`.
+fn default_permit_key_path(db: &str) -> PathBuf {
+    let audit = default_key_path(db).display().to_string();
+    let stem = audit.strip_suffix("audit-key.pem").unwrap_or(&audit);
+    PathBuf::from(format!("{stem}permit-key.pem"))
+}
+
+impl Settings {
+    /// The permits' issuer: the public URL, or the listen URL.
+    pub fn permit_issuer(&self) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -517,6 +568,28 @@ mod tests {
         assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(s.signing_key, PathBuf::from("countersign.db.audit-key.pem"));
         assert!(!s.slack.enabled() && !s.teams.enabled());
+    }
+
+    #[test]
+    fn the_permit_key_sits_beside_the_database_and_permits_live_ten_minutes() {
+        let s = Settings::load(
+            None,
+            |k| (k == "COUNTERSIGN_DB").then(|| "/var/lib/cs/prod.db".into()),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            s.permit_key,
+            PathBuf::from("/var/lib/cs/prod.db.permit-key.pem")
+        );
+        assert_eq!(s.permit_ttl, Duration::from_secs(600));
+        assert_eq!(s.permit_issuer(), "http://127.0.0.1:8080");
+        let s = Settings::load(
+            None,
+            |k| (k == "COUNTERSIGN_PERMIT_TTL").then(|| "0s".into()),
+            &Overrides::default(),
+        );
+        assert!(s.is_err());
     }
 
     #[test]

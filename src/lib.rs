@@ -10,8 +10,10 @@
 //! (one writer, group commit, audit chain, outbox rows) → `outbox` (the
 //! delivery worker: webhooks, chat messages).
 
+pub mod agent_cli;
 pub mod channels;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod domain;
@@ -20,6 +22,7 @@ pub mod http;
 pub mod json;
 pub mod net;
 pub mod outbox;
+pub mod permits;
 pub mod service;
 pub mod startup;
 pub mod store;

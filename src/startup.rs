@@ -67,6 +67,7 @@ impl Server {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         let addr = listener.local_addr()?;
+        crate::permits::service::install(&app, addr)?;
         Ok(Self {
             addr,
             app,

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod extract;
 pub mod openapi;
 pub mod ops;
+pub mod permits;
 
 use axum::Router;
 use std::sync::Arc;
@@ -32,7 +33,8 @@ pub fn router(app: App, channels: Vec<Router<App>>) -> Router {
         .merge(api::routes())
         .merge(audit::routes())
         .merge(ops::routes())
-        .merge(openapi::routes());
+        .merge(openapi::routes())
+        .merge(permits::routes());
     for c in channels {
         r = r.merge(c);
     }

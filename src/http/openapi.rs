@@ -15,9 +15,10 @@ use crate::service::App;
         super::api::create, super::api::show, super::api::list, super::api::decide, super::api::cancel,
         super::audit::query, super::audit::export, super::audit::verify,
         super::ops::healthz, super::ops::readyz, super::ops::metrics_text,
+        super::permits::show, super::permits::jwks, super::permits::redeem,
     ),
     modifiers(&Bearer),
-    tags((name = "approvals"), (name = "audit"), (name = "operations"))
+    tags((name = "approvals"), (name = "audit"), (name = "operations"), (name = "permits"))
 )]
 pub struct ApiDoc;
 

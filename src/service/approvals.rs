@@ -433,6 +433,7 @@ pub(crate) async fn on_final(
         });
     }
     ctx.after_commit(AfterCommit::Wake(id));
+    crate::permits::service::on_final(ctx, approval).await?;
     // Requests decided by policy at once were never posted to chat.
     if approval.required_approvals > 0 {
         update_channels(ctx, channels, id).await?;

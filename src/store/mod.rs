@@ -15,6 +15,7 @@ pub mod audit;
 pub mod identities;
 pub mod keys;
 pub mod outbox;
+pub mod permits;
 pub mod requests;
 pub mod trail;
 
@@ -61,7 +62,14 @@ pub struct WriteCtx {
     effects: Vec<AfterCommit>,
     /// Events appended in this batch, written just before the commit.
     pending_events: Vec<audit::StoredEvent>,
+    /// Signs permits for requests that become approved; set once by the
+    /// service at start (`crate::permits::install`), empty in the CLI.
+    pub permits: PermitSlot,
 }
+
+/// Where the service installs its permit issuer, shared by the store and
+/// its writer so jobs can reach it without a parameter on every call.
+pub type PermitSlot = Arc<std::sync::OnceLock<Arc<crate::permits::Issuer>>>;
 
 impl WriteCtx {
     pub fn now_str(&self) -> String {
@@ -205,6 +213,7 @@ pub struct Store {
     pub signals: Signals,
     /// WAL frames not yet copied back into the database at the last checkpoint.
     pub wal_backlog: Arc<AtomicI64>,
+    pub permits: PermitSlot,
 }
 
 /// Connection options shared by the writer, the readers and the CLI.
@@ -261,6 +270,7 @@ impl Store {
         let waiters = Waiters::default();
         let signals = Signals::default();
         let (tx, rx) = mpsc::channel::<Job>(4096);
+        let permits = PermitSlot::default();
         let writer = Writer {
             ctx: WriteCtx {
                 conn,
@@ -270,6 +280,7 @@ impl Store {
 
                 effects: vec![],
                 pending_events: vec![],
+                permits: permits.clone(),
             },
             signer: signer.clone(),
             waiters: waiters.clone(),
@@ -285,6 +296,7 @@ impl Store {
             waiters,
             signals,
             wal_backlog,
+            permits,
         })
     }
 

@@ -30,6 +30,7 @@ pub fn settings_in(dir: &std::path::Path) -> Settings {
     let db = dir.join("countersign.db");
     s.db = db.display().to_string();
     s.signing_key = dir.join("audit-key.pem");
+    s.permit_key = dir.join("permit-key.pem");
     s.listen = "127.0.0.1:0".parse().unwrap();
     s.webhook_secret = Some(Secret::new("test-webhook-secret"));
     // Test receivers listen on loopback, which only an explicit entry admits.
@@ -223,6 +224,10 @@ impl TestApp {
             .env(
                 "COUNTERSIGN_SIGNING_KEY",
                 self.dir.path().join("audit-key.pem"),
+            )
+            .env(
+                "COUNTERSIGN_PERMIT_KEY",
+                self.dir.path().join("permit-key.pem"),
             )
             .env_remove("COUNTERSIGN_CONFIG")
             .output()

@@ -1,0 +1,61 @@
+//! Permits as stored: the claims of an issued permit live in its
+//! `permit.issued` audit event (the token itself is never stored: Ed25519
+//! signatures are deterministic, so it is rebuilt from those claims), and
+//! each redemption is one row of `permit_redemptions`.
+
+use sqlx::{SqliteConnection, SqlitePool};
+use uuid::Uuid;
+
+use crate::error::AppResult;
+
+/// The `data` of the `permit.issued` event for a request, if one was issued.
+/// Read from the trail, not from a table of its own, so what is served is
+/// what the chain holds.
+pub async fn issued_claims(pool: &SqlitePool, request_id: Uuid) -> AppResult<Option<String>> {
+    Ok(sqlx::query_scalar::<_, String>(
+        "SELECT data FROM audit_events WHERE request_id = ? AND kind = 'permit.issued' ORDER BY seq LIMIT 1",
+    )
+    .bind(request_id.to_string())
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Who redeemed a permit, and when.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Redemption {
+    pub redeemed_by: String,
+    pub redeemed_at: String,
+}
+
+/// Records the redemption of permit `jti` unless it was redeemed before,
+/// in which case the earlier redemption is returned and nothing is written.
+/// Runs inside the writer's transaction, so check and insert are atomic.
+pub async fn redeem(
+    conn: &mut SqliteConnection,
+    jti: Uuid,
+    by: &str,
+    key_id: Uuid,
+    at: &str,
+) -> AppResult<Result<(), Redemption>> {
+    let inserted = sqlx::query(
+        "INSERT INTO permit_redemptions (jti, redeemed_by, key_id, redeemed_at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (jti) DO NOTHING",
+    )
+    .bind(jti.to_string())
+    .bind(by)
+    .bind(key_id.to_string())
+    .bind(at)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(Ok(()));
+    }
+    let earlier = sqlx::query_as::<_, Redemption>(
+        "SELECT redeemed_by, redeemed_at FROM permit_redemptions WHERE jti = ?",
+    )
+    .bind(jti.to_string())
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Err(earlier))
+}

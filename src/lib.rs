@@ -17,6 +17,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod mcp;
 pub mod outbox;
 pub mod service;
 pub mod startup;

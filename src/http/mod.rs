@@ -25,7 +25,8 @@ pub fn router(app: App, channels: Vec<Router<App>>) -> Router {
         .merge(api::routes())
         .merge(audit::routes())
         .merge(ops::routes())
-        .merge(openapi::routes());
+        .merge(openapi::routes())
+        .merge(crate::mcp::routes(&app));
     for c in channels {
         r = r.merge(c);
     }

@@ -69,6 +69,13 @@ pub enum Command {
     /// Verify permits; print the permit public key.
     #[command(subcommand)]
     Permit(crate::agent_cli::PermitCommand),
+    /// Serve the MCP tools over stdio, asking the service at COUNTERSIGN_URL
+    /// with the API key in COUNTERSIGN_TOKEN; any failure answers "not approved".
+    Mcp {
+        /// The service's base URL.
+        #[arg(long, env = "COUNTERSIGN_URL", default_value = crate::mcp::stdio::DEFAULT_URL)]
+        url: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +192,13 @@ pub fn main() -> ExitCode {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // A client of the service: it needs none of the server's settings.
+    if let Command::Mcp { url } = &cli.command {
+        crate::telemetry::init(cli.log_format.unwrap_or(LogFormat::Text), "warn");
+        let token = std::env::var("COUNTERSIGN_TOKEN").ok();
+        crate::mcp::stdio::run(url, token).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let (listen, policy) = match &cli.command {
         Command::Serve(a) => (a.listen.clone(), a.policy.clone()),
         _ => (None, None),
@@ -231,6 +245,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Hook(_) | Command::Request(_) | Command::Exec(_) | Command::Permit(_) => {
             anyhow::bail!("agent commands run through crate::agent_cli::run")
         }
+        // Served above, before the server's settings are read.
+        Command::Mcp { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
 }

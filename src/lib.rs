@@ -20,6 +20,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod json;
+pub mod mcp;
 pub mod net;
 pub mod outbox;
 pub mod permits;

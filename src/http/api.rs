@@ -54,14 +54,16 @@ pub struct CreateApproval {
     /// Shorter than the policy rule's expiry, e.g. `30m`; never longer.
     #[schema(example = "30m")]
     pub expires_in: Option<String>,
-    /// Receives a signed POST when the request reaches a final state.
+    /// Receives a signed POST when the request reaches a final state
+    /// (http or https, at most 2048 characters).
+    #[schema(format = "uri", max_length = 2048)]
     pub callback_url: Option<String>,
 }
 
 const MAX_DETAILS_BYTES: usize = 16 * 1024;
 
 impl CreateApproval {
-    fn parse(self) -> AppResult<(RequestContent, Option<Duration>, Option<String>)> {
+    pub(crate) fn parse(self) -> AppResult<(RequestContent, Option<Duration>, Option<String>)> {
         let bad = AppError::Unprocessable;
         let action = Action::parse(&self.action).map_err(bad)?;
         let resource = Resource::parse(&self.resource).map_err(bad)?;
@@ -127,11 +129,12 @@ impl CreateApproval {
 /// answer with a final status at once; both are audited.
 #[utoipa::path(post, path = "/v1/approvals", tag = "approvals",
     request_body = CreateApproval,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body: the same request (200). Same key, other body: 409.")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$",
+        description = "1 to 255 printable ASCII characters, no leading or trailing space. Same key and body: the same request (200). Same key, other body: 409.")),
     responses(
         (status = 201, description = "Created and committed", body = Approval),
         (status = 200, description = "Replay of an earlier request with the same Idempotency-Key", body = Approval),
-        (status = 400, description = "Not JSON", content_type = "application/problem+json"),
+        (status = 400, description = "Not JSON, or a malformed Idempotency-Key", content_type = "application/problem+json"),
         (status = 401, description = "Missing, unknown or revoked API key", content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the request scope", content_type = "application/problem+json"),
         (status = 409, description = "Idempotency-Key reused with another body", content_type = "application/problem+json"),
@@ -193,7 +196,9 @@ pub async fn create(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ShowParams {
-    /// Seconds to wait (0–60) for the request to leave `pending`.
+    /// Seconds to wait for the request to leave `pending`: 0 to the
+    /// server's `max_wait` (60 by default, never more); above it is a 400.
+    #[param(minimum = 0, maximum = 60)]
     pub wait: Option<u64>,
 }
 
@@ -202,7 +207,7 @@ fn parse_id(id: &str) -> AppResult<Uuid> {
 }
 
 /// Keys with only the `request` scope see only their own requests.
-fn can_see(key: &ApiKey, a: &Approval) -> bool {
+pub(crate) fn can_see(key: &ApiKey, a: &Approval) -> bool {
     key.has(Scope::Read)
         || key.has(Scope::Decide)
         || key.has(Scope::Audit)
@@ -274,7 +279,8 @@ pub struct ListParams {
     /// Glob on the action, e.g. `db.*`.
     pub action: Option<String>,
     pub requester: Option<String>,
-    /// 1–200, default 50.
+    /// 1–200, default 50; outside that range is a 400.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// `next_cursor` from the previous page.
     pub cursor: Option<String>,
@@ -352,10 +358,13 @@ pub struct DecisionBody {
     params(("id" = Uuid, Path)), request_body = DecisionBody,
     responses(
         (status = 200, description = "Recorded; the request as it now stands", body = Approval),
+        (status = 400, description = "Not JSON", content_type = "application/problem+json"),
         (status = 401, content_type = "application/problem+json"),
         (status = 403, description = "Self-approval, not an approver, not a person, or no decide scope", content_type = "application/problem+json"),
         (status = 404, content_type = "application/problem+json"),
         (status = 409, description = "Already final (says who decided and when), or already approved by you", content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", content_type = "application/problem+json"),
         (status = 422, description = "A denial without a comment, or invalid fields", content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]

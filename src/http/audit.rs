@@ -39,7 +39,8 @@ pub struct AuditParams {
     /// `24h`, `7d`, `2026-01-31` or an RFC 3339 time.
     pub since: Option<String>,
     pub until: Option<String>,
-    /// 1–500, default 100.
+    /// 1–500, default 100; outside that range is a 400.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     pub cursor: Option<i64>,
 }
@@ -123,7 +124,9 @@ pub struct ExportParams {
 /// Streams the whole trail, oldest first, with hashes and head signatures;
 /// `countersign audit verify --file` checks it offline.
 #[utoipa::path(get, path = "/v1/audit/export", tag = "audit", params(ExportParams),
-    responses((status = 200, description = "NDJSON or CSV stream", content_type = "application/x-ndjson"),
+    responses((status = 200, description = "NDJSON (default) or CSV stream", content(
+            (String = "application/x-ndjson"), (String = "text/csv"))),
+        (status = 400, description = "Unknown format", content_type = "application/problem+json"),
         (status = 401, content_type = "application/problem+json"), (status = 403, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn export(

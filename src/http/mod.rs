@@ -34,7 +34,8 @@ pub fn router(app: App, channels: Vec<Router<App>>) -> Router {
         .merge(audit::routes())
         .merge(ops::routes())
         .merge(openapi::routes())
-        .merge(permits::routes());
+        .merge(permits::routes())
+        .merge(crate::mcp::routes(&app));
     for c in channels {
         r = r.merge(c);
     }

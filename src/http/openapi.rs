@@ -1,9 +1,12 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations so it
 //! says what the server does.
 
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use utoipa::Number;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
 use crate::service::App;
@@ -17,6 +20,8 @@ use crate::service::App;
         super::ops::healthz, super::ops::readyz, super::ops::metrics_text,
         super::permits::show, super::permits::jwks, super::permits::redeem,
     ),
+    // Types only query parameters refer to are not collected by utoipa.
+    components(schemas(crate::store::trail::ExportFormat)),
     modifiers(&Bearer),
     tags((name = "approvals"), (name = "audit"), (name = "operations"), (name = "permits"))
 )]
@@ -40,5 +45,32 @@ impl Modify for Bearer {
 }
 
 pub fn routes() -> Router<App> {
-    Router::new().route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+    Router::new().route("/openapi.json", get(served))
+}
+
+/// The document as this server runs: `wait`'s maximum is the configured
+/// `max_wait` (60 s at most), so a client generated from it never sends a
+/// wait the server refuses.
+async fn served(State(app): State<App>) -> Json<utoipa::openapi::OpenApi> {
+    Json(document(app.settings.max_wait.as_secs()))
+}
+
+pub fn document(max_wait_secs: u64) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    if let Some(op) = doc
+        .paths
+        .paths
+        .get_mut("/v1/approvals/{id}")
+        .and_then(|item| item.get.as_mut())
+    {
+        for p in op.parameters.iter_mut().flatten() {
+            if let RefOr::T(p) = p
+                && p.name == "wait"
+                && let Some(RefOr::T(Schema::Object(o))) = p.schema.as_mut()
+            {
+                o.maximum = Some(Number::from(max_wait_secs as usize));
+            }
+        }
+    }
+    doc
 }

@@ -134,13 +134,13 @@ impl CreateApproval {
     responses(
         (status = 201, description = "Created and committed", body = Approval),
         (status = 200, description = "Replay of an earlier request with the same Idempotency-Key", body = Approval),
-        (status = 400, description = "Not JSON, or a malformed Idempotency-Key", content_type = "application/problem+json"),
+        (status = 400, description = "Not JSON, a duplicate key, or a malformed Idempotency-Key", content_type = "application/problem+json"),
         (status = 401, description = "Missing, unknown or revoked API key", content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the request scope", content_type = "application/problem+json"),
         (status = 409, description = "Idempotency-Key reused with another body", content_type = "application/problem+json"),
         (status = 413, description = "Body too large", content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", content_type = "application/problem+json"),
-        (status = 422, description = "Missing, unknown or invalid fields", content_type = "application/problem+json"),
+        (status = 422, description = "Missing, unknown or invalid fields, or an action or resource not in canonical form", content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn create(
@@ -350,6 +350,7 @@ pub struct DecisionBody {
     /// Required for a denial.
     pub comment: Option<String>,
     /// The payload hash you were shown; refused if the request's differs.
+    /// Without it the decision is recorded as unbound (`"bound": false`).
     pub payload_sha256: Option<String>,
 }
 
@@ -358,11 +359,11 @@ pub struct DecisionBody {
     params(("id" = Uuid, Path)), request_body = DecisionBody,
     responses(
         (status = 200, description = "Recorded; the request as it now stands", body = Approval),
-        (status = 400, description = "Not JSON", content_type = "application/problem+json"),
+        (status = 400, description = "Not JSON, or a duplicate key", content_type = "application/problem+json"),
         (status = 401, content_type = "application/problem+json"),
-        (status = 403, description = "Self-approval, not an approver, not a person, or no decide scope", content_type = "application/problem+json"),
+        (status = 403, description = "Self-approval (also through the deciding key's owner), not an approver, not a person, or no decide scope", content_type = "application/problem+json"),
         (status = 404, content_type = "application/problem+json"),
-        (status = 409, description = "Already final (says who decided and when), or already approved by you", content_type = "application/problem+json"),
+        (status = 409, description = "Already final (says who decided and when), expired at commit time, payload_sha256 mismatch, or a person already counted (you, or your key's owner)", content_type = "application/problem+json"),
         (status = 413, description = "Body too large", content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", content_type = "application/problem+json"),
         (status = 422, description = "A denial without a comment, or invalid fields", content_type = "application/problem+json"),
@@ -393,7 +394,8 @@ pub async fn decide(
     Ok(Json(a))
 }
 
-/// The requester withdraws a pending request.
+/// The requester withdraws a pending request. A person's `admin` key may
+/// cancel anyone's; an agent's `admin` key only its own (others' are 404).
 #[utoipa::path(post, path = "/v1/approvals/{id}/cancel", tag = "approvals", params(("id" = Uuid, Path)),
     responses(
         (status = 200, body = Approval),

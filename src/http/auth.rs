@@ -3,7 +3,7 @@
 //! Every authenticated surface extracts [`Authed`], so the rate limits
 //! ([`crate::net::rate_limit`]) are applied here, once: per key after a
 //! successful lookup, per source address for failures (and, once an address
-//! is over its failure limit, before any lookup).
+//! is over its failure limit, before any lookup of a key not seen to work).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,7 +39,7 @@ impl FromRequestParts<App> for Authed {
             .map(|c| c.0.ip());
         let failures = limits.as_ref().zip(peer);
         if let Some((l, ip)) = failures {
-            l.barred(ip)
+            l.barred(ip, bearer(parts))
                 .map_err(|w| too_many(w, "too many failed authentications from this address"))?;
         }
         let key = match authenticate(parts, app).await {
@@ -54,11 +54,22 @@ impl FromRequestParts<App> for Authed {
             }
         };
         if let Some(l) = &limits {
+            if let Some(token) = bearer(parts) {
+                l.remember(token);
+            }
             l.check_key(key.id)
                 .map_err(|w| too_many(w, "this API key is over its request rate"))?;
         }
         Ok(Authed(key))
     }
+}
+
+/// The bearer token, if the header holds one (for the rate limiter only).
+fn bearer(parts: &Parts) -> Option<&str> {
+    let v = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    v.strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+        .map(str::trim)
 }
 
 async fn authenticate(parts: &Parts, app: &App) -> Result<ApiKey, AppError> {

@@ -95,6 +95,8 @@ fn raise_fd_limit() -> Option<u64> {
     if lim.rlim_cur == libc::RLIM_INFINITY {
         return None;
     }
+    // rlim_t is u64 on Linux, not on every unix.
+    #[allow(clippy::unnecessary_cast)]
     Some(lim.rlim_cur as u64)
 }
 

@@ -4,7 +4,10 @@
 //! - **Header timeout** (`COUNTERSIGN_HEADER_TIMEOUT`, 10 s): a connection
 //!   must deliver a whole request head within this time of opening, or of
 //!   its first byte when it is a keep-alive connection between requests.
-//!   Slowloris clients are closed.
+//!   Slowloris clients are closed. A request *body* must then arrive in
+//!   full within the same time of its head, or the handler gets an error
+//!   (400) and the connection is closed: a slow body cannot hold a request
+//!   in flight forever either.
 //! - **Idle timeout** (`COUNTERSIGN_IDLE_TIMEOUT`, 30 s): a keep-alive
 //!   connection with no request in flight is closed after this long. A
 //!   request is in flight from its head until the last byte of its
@@ -311,11 +314,16 @@ impl AsyncWrite for Watched {
 pub struct ConnService {
     router: axum::Router,
     state: Arc<ConnState>,
+    body_timeout: Duration,
 }
 
 impl ConnService {
-    pub fn new(router: axum::Router, state: Arc<ConnState>) -> Self {
-        Self { router, state }
+    pub fn new(router: axum::Router, state: Arc<ConnState>, body_timeout: Duration) -> Self {
+        Self {
+            router,
+            state,
+            body_timeout,
+        }
     }
 }
 
@@ -328,6 +336,12 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnServi
         use tower::ServiceExt;
         let guard = InFlight::enter(self.state.clone());
         req.extensions_mut().insert(ConnectInfo(self.state.peer));
+        let deadline = Instant::now() + self.body_timeout;
+        let req = req.map(|inner| TimedBody {
+            inner,
+            deadline,
+            timer: None,
+        });
         let served = self.router.clone().oneshot(req);
         Box::pin(async move {
             let res: Response = served.await?;
@@ -354,6 +368,47 @@ impl HttpBody for Guarded {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
         Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A request body that must arrive in full by `deadline`.
+pub struct TimedBody {
+    inner: hyper::body::Incoming,
+    deadline: Instant,
+    /// Made at the first wait, so requests without a body cost no timer.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+pub struct BodyTimeout;
+
+impl HttpBody for TimedBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
+        }
+        let deadline = this.deadline;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(Box::new(BodyTimeout))));
+        }
+        Poll::Pending
     }
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()

@@ -90,6 +90,33 @@ async fn a_client_that_trickles_half_a_request_head_is_disconnected_after_the_he
 }
 
 #[tokio::test]
+async fn a_request_body_that_does_not_arrive_within_the_header_timeout_is_refused_and_nothing_is_created()
+ {
+    let app = spawn_with(|s| s.network.header_timeout = Duration::from_secs(1)).await;
+    let agent = app.agent().await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/approvals HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {agent}\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{{\"action\":"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let sent = Instant::now();
+    let answer = read_until_closed(&mut stream, Duration::from_secs(8))
+        .await
+        .expect("the slow body was given up and the connection closed");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 400"),
+        "{text}"
+    );
+    assert!(
+        sent.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_eq!(app.count("approval_requests").await, 0);
+}
+
+#[tokio::test]
 async fn a_client_that_opens_a_connection_and_sends_nothing_is_disconnected() {
     let app = spawn_with(|s| s.network.header_timeout = Duration::from_secs(1)).await;
     let mut stream = TcpStream::connect(app.addr).await.unwrap();

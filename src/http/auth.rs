@@ -20,7 +20,13 @@ use crate::store::keys::{self, ApiKey};
 
 pub struct Authed(pub ApiKey);
 
-fn too_many(wait: Duration, what: &str) -> AppError {
+/// 429 for a limit on the source address (`by = "address"`) or the key.
+fn too_many(wait: Duration, by: &'static str) -> AppError {
+    metrics::counter!("countersign_rate_limited_total", "by" => by).increment(1);
+    let what = match by {
+        "address" => "too many failed authentications from this address",
+        _ => "this API key is over its request rate",
+    };
     let secs = retry_after_secs(wait);
     AppError::TooManyRequests {
         detail: format!("{what}; retry after {secs} s"),
@@ -40,15 +46,13 @@ impl FromRequestParts<App> for Authed {
         let failures = limits.as_ref().zip(peer);
         if let Some((l, ip)) = failures {
             l.barred(ip, bearer(parts))
-                .map_err(|w| too_many(w, "too many failed authentications from this address"))?;
+                .map_err(|w| too_many(w, "address"))?;
         }
         let key = match authenticate(parts, app).await {
             Ok(key) => key,
             Err(e) => {
                 if let (AppError::Unauthorized(_), Some((l, ip))) = (&e, failures) {
-                    l.failed(ip).map_err(|w| {
-                        too_many(w, "too many failed authentications from this address")
-                    })?;
+                    l.failed(ip).map_err(|w| too_many(w, "address"))?;
                 }
                 return Err(e);
             }
@@ -57,8 +61,7 @@ impl FromRequestParts<App> for Authed {
             if let Some(token) = bearer(parts) {
                 l.remember(token);
             }
-            l.check_key(key.id)
-                .map_err(|w| too_many(w, "this API key is over its request rate"))?;
+            l.check_key(key.id).map_err(|w| too_many(w, "key"))?;
         }
         Ok(Authed(key))
     }

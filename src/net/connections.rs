@@ -112,6 +112,8 @@ fn raise_fd_limit() -> Option<u64> {
 pub struct Gate {
     permits: Arc<Semaphore>,
     pressure: Notify,
+    /// When the cap was last reported in the log, so a siege logs once a minute.
+    warned: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Gate {
@@ -119,6 +121,7 @@ impl Gate {
         Arc::new(Self {
             permits: Arc::new(Semaphore::new(cap)),
             pressure: Notify::new(),
+            warned: std::sync::Mutex::new(None),
         })
     }
 
@@ -128,7 +131,16 @@ impl Gate {
         if let Ok(p) = self.permits.clone().try_acquire_owned() {
             return p;
         }
-        tracing::warn!("connection cap reached: closing idle connections to make room");
+        metrics::counter!("countersign_connection_cap_reached_total").increment(1);
+        {
+            let mut warned = self.warned.lock().expect("gate lock");
+            if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                *warned = Some(Instant::now());
+                tracing::warn!(
+                    "connection cap reached: closing idle connections to make room (logged at most once a minute)"
+                );
+            }
+        }
         let acquire = self.permits.clone().acquire_owned();
         tokio::pin!(acquire);
         loop {
@@ -211,7 +223,14 @@ impl ConnState {
             };
             let now = self.ms();
             if now >= deadline {
-                tracing::debug!(peer = %self.peer, "closing a connection: header or idle timeout");
+                let reason = if self.served.load(Ordering::Relaxed) && head == 0 {
+                    "idle_timeout"
+                } else {
+                    "header_timeout"
+                };
+                metrics::counter!("countersign_connections_closed_total", "reason" => reason)
+                    .increment(1);
+                tracing::debug!(peer = %self.peer, reason, "closing a connection");
                 return;
             }
             tokio::select! {
@@ -221,6 +240,8 @@ impl ConnState {
                     if self.in_flight.load(Ordering::Acquire) == 0
                         && self.ms().saturating_sub(self.idle_since.load(Ordering::Acquire)) >= grace
                     {
+                        metrics::counter!("countersign_connections_closed_total", "reason" => "cap_pressure")
+                            .increment(1);
                         tracing::debug!(peer = %self.peer, "closing an idle connection: connection cap reached");
                         return;
                     }

@@ -149,6 +149,16 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
         "{:?}",
         idle.elapsed()
     );
+    let metrics = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("countersign_connections_closed_total{reason=\"idle_timeout\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -36,6 +36,11 @@ async fn a_key_over_its_rate_gets_429_with_retry_after_while_another_key_is_unaf
     assert_eq!(problem["status"], 429);
     assert!(problem["detail"].as_str().unwrap().contains("rate"));
     assert_eq!(app.get(&calm, "/v1/approvals").await.status(), 200);
+    let metrics = app.get("", "/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("countersign_rate_limited_total"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

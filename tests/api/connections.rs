@@ -226,3 +226,63 @@ async fn with_the_connection_cap_full_of_idle_and_half_sent_sockets_healthz_stil
     assert_eq!(res.status(), 200);
     assert!(started.elapsed() < Duration::from_secs(8));
 }
+
+#[tokio::test]
+async fn beyond_the_connection_cap_a_client_waits_in_the_backlog_until_a_connection_frees() {
+    let app = spawn_with(|s| s.network.max_connections = Some(3)).await;
+    let agent = app.agent().await;
+    // Three long-polls in flight fill the cap; in flight, they are never cut.
+    let mut polls = Vec::new();
+    for _ in 0..3 {
+        let id = app.create_default(&agent).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (client, url, agent) = (
+            reqwest::Client::new(),
+            app.url(&format!("/v1/approvals/{id}?wait=10")),
+            agent.clone(),
+        );
+        polls.push(tokio::spawn(async move {
+            client
+                .get(url)
+                .bearer_auth(agent)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    for _ in 0..200 {
+        if app.app.store.waiters.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.app.store.waiters.len(), 3);
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_millis(1500))
+        .build()
+        .unwrap();
+    assert!(
+        quick.get(app.url("/healthz")).send().await.is_err(),
+        "a fourth connection was served while the cap of three was in use"
+    );
+    // When the long-polls answer, the waiting client gets in.
+    let patient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    assert_eq!(
+        patient
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    for p in polls {
+        assert_eq!(p.await.unwrap(), 200);
+    }
+}

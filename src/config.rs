@@ -645,6 +645,22 @@ mod tests {
     }
 
     #[test]
+    fn network_settings_come_from_the_toml_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "webhook_allowed_hosts = [\"127.0.0.1\", \"*.example.com\"]\nidle_timeout = \"5s\"\nmax_connections = 50\nrate_limit = 0\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file), |_| None, &Overrides::default()).unwrap();
+        assert!(s.webhook_destinations.is_allowlist());
+        assert_eq!(s.network.idle_timeout, Duration::from_secs(5));
+        assert_eq!(s.network.max_connections, Some(50));
+        assert_eq!(s.network.rate_limit, 0);
+    }
+
+    #[test]
     fn a_bad_setting_is_refused_with_its_name() {
         let err = Settings::load(
             None,

@@ -163,7 +163,7 @@ async fn serve_http1(
         };
         let _ = stream.set_nodelay(true);
         let state = ConnState::new(peer);
-        let service = ConnService::new(router.clone(), state.clone());
+        let service = ConnService::new(router.clone(), state.clone(), settings.header_timeout);
         let io = TokioIo::new(Watched::new(stream, state.clone()));
         let connection = graceful.watch(builder.serve_connection(io, service));
         let settings = settings.clone();

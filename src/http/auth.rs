@@ -3,7 +3,7 @@
 //! Every authenticated surface extracts [`Authed`], so the rate limits
 //! ([`crate::net::rate_limit`]) are applied here, once: per key after a
 //! successful lookup, per source address for failures (and, once an address
-//! is over its failure limit, before any lookup).
+//! is over its failure limit, before any lookup of a key not seen to work).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +20,13 @@ use crate::store::keys::{self, ApiKey};
 
 pub struct Authed(pub ApiKey);
 
-fn too_many(wait: Duration, what: &str) -> AppError {
+/// 429 for a limit on the source address (`by = "address"`) or the key.
+fn too_many(wait: Duration, by: &'static str) -> AppError {
+    metrics::counter!("countersign_rate_limited_total", "by" => by).increment(1);
+    let what = match by {
+        "address" => "too many failed authentications from this address",
+        _ => "this API key is over its request rate",
+    };
     let secs = retry_after_secs(wait);
     AppError::TooManyRequests {
         detail: format!("{what}; retry after {secs} s"),
@@ -39,26 +45,34 @@ impl FromRequestParts<App> for Authed {
             .map(|c| c.0.ip());
         let failures = limits.as_ref().zip(peer);
         if let Some((l, ip)) = failures {
-            l.barred(ip)
-                .map_err(|w| too_many(w, "too many failed authentications from this address"))?;
+            l.barred(ip, bearer(parts))
+                .map_err(|w| too_many(w, "address"))?;
         }
         let key = match authenticate(parts, app).await {
             Ok(key) => key,
             Err(e) => {
                 if let (AppError::Unauthorized(_), Some((l, ip))) = (&e, failures) {
-                    l.failed(ip).map_err(|w| {
-                        too_many(w, "too many failed authentications from this address")
-                    })?;
+                    l.failed(ip).map_err(|w| too_many(w, "address"))?;
                 }
                 return Err(e);
             }
         };
         if let Some(l) = &limits {
-            l.check_key(key.id)
-                .map_err(|w| too_many(w, "this API key is over its request rate"))?;
+            if let Some(token) = bearer(parts) {
+                l.remember(token);
+            }
+            l.check_key(key.id).map_err(|w| too_many(w, "key"))?;
         }
         Ok(Authed(key))
     }
+}
+
+/// The bearer token, if the header holds one (for the rate limiter only).
+fn bearer(parts: &Parts) -> Option<&str> {
+    let v = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    v.strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+        .map(str::trim)
 }
 
 async fn authenticate(parts: &Parts, app: &App) -> Result<ApiKey, AppError> {

@@ -4,7 +4,10 @@
 //! - **Header timeout** (`COUNTERSIGN_HEADER_TIMEOUT`, 10 s): a connection
 //!   must deliver a whole request head within this time of opening, or of
 //!   its first byte when it is a keep-alive connection between requests.
-//!   Slowloris clients are closed.
+//!   Slowloris clients are closed. A request *body* must then arrive in
+//!   full within the same time of its head, or the handler gets an error
+//!   (400) and the connection is closed: a slow body cannot hold a request
+//!   in flight forever either.
 //! - **Idle timeout** (`COUNTERSIGN_IDLE_TIMEOUT`, 30 s): a keep-alive
 //!   connection with no request in flight is closed after this long. A
 //!   request is in flight from its head until the last byte of its
@@ -95,6 +98,8 @@ fn raise_fd_limit() -> Option<u64> {
     if lim.rlim_cur == libc::RLIM_INFINITY {
         return None;
     }
+    // rlim_t is u64 on Linux, not on every unix.
+    #[allow(clippy::unnecessary_cast)]
     Some(lim.rlim_cur as u64)
 }
 
@@ -107,6 +112,8 @@ fn raise_fd_limit() -> Option<u64> {
 pub struct Gate {
     permits: Arc<Semaphore>,
     pressure: Notify,
+    /// When the cap was last reported in the log, so a siege logs once a minute.
+    warned: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Gate {
@@ -114,6 +121,7 @@ impl Gate {
         Arc::new(Self {
             permits: Arc::new(Semaphore::new(cap)),
             pressure: Notify::new(),
+            warned: std::sync::Mutex::new(None),
         })
     }
 
@@ -123,7 +131,16 @@ impl Gate {
         if let Ok(p) = self.permits.clone().try_acquire_owned() {
             return p;
         }
-        tracing::warn!("connection cap reached: closing idle connections to make room");
+        metrics::counter!("countersign_connection_cap_reached_total").increment(1);
+        {
+            let mut warned = self.warned.lock().expect("gate lock");
+            if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                *warned = Some(Instant::now());
+                tracing::warn!(
+                    "connection cap reached: closing idle connections to make room (logged at most once a minute)"
+                );
+            }
+        }
         let acquire = self.permits.clone().acquire_owned();
         tokio::pin!(acquire);
         loop {
@@ -206,7 +223,14 @@ impl ConnState {
             };
             let now = self.ms();
             if now >= deadline {
-                tracing::debug!(peer = %self.peer, "closing a connection: header or idle timeout");
+                let reason = if self.served.load(Ordering::Relaxed) && head == 0 {
+                    "idle_timeout"
+                } else {
+                    "header_timeout"
+                };
+                metrics::counter!("countersign_connections_closed_total", "reason" => reason)
+                    .increment(1);
+                tracing::debug!(peer = %self.peer, reason, "closing a connection");
                 return;
             }
             tokio::select! {
@@ -216,6 +240,8 @@ impl ConnState {
                     if self.in_flight.load(Ordering::Acquire) == 0
                         && self.ms().saturating_sub(self.idle_since.load(Ordering::Acquire)) >= grace
                     {
+                        metrics::counter!("countersign_connections_closed_total", "reason" => "cap_pressure")
+                            .increment(1);
                         tracing::debug!(peer = %self.peer, "closing an idle connection: connection cap reached");
                         return;
                     }
@@ -309,11 +335,16 @@ impl AsyncWrite for Watched {
 pub struct ConnService {
     router: axum::Router,
     state: Arc<ConnState>,
+    body_timeout: Duration,
 }
 
 impl ConnService {
-    pub fn new(router: axum::Router, state: Arc<ConnState>) -> Self {
-        Self { router, state }
+    pub fn new(router: axum::Router, state: Arc<ConnState>, body_timeout: Duration) -> Self {
+        Self {
+            router,
+            state,
+            body_timeout,
+        }
     }
 }
 
@@ -326,6 +357,12 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnServi
         use tower::ServiceExt;
         let guard = InFlight::enter(self.state.clone());
         req.extensions_mut().insert(ConnectInfo(self.state.peer));
+        let deadline = Instant::now() + self.body_timeout;
+        let req = req.map(|inner| TimedBody {
+            inner,
+            deadline,
+            timer: None,
+        });
         let served = self.router.clone().oneshot(req);
         Box::pin(async move {
             let res: Response = served.await?;
@@ -352,6 +389,47 @@ impl HttpBody for Guarded {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
         Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A request body that must arrive in full by `deadline`.
+pub struct TimedBody {
+    inner: hyper::body::Incoming,
+    deadline: Instant,
+    /// Made at the first wait, so requests without a body cost no timer.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+pub struct BodyTimeout;
+
+impl HttpBody for TimedBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
+        }
+        let deadline = this.deadline;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(Box::new(BodyTimeout))));
+        }
+        Poll::Pending
     }
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()

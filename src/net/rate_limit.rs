@@ -8,10 +8,12 @@
 //!   enough that one runaway key cannot take the service for itself.
 //! - Failed authentications (missing, malformed, unknown or revoked keys)
 //!   count against the source address: [`FAILURE_RATE`] per second with a
-//!   burst of [`FAILURE_BURST`]. Once over, *every* request from that
-//!   address that presents a key is answered 429 before the key is looked
-//!   up, until the next attempt is due: so a guesser learns nothing from a
-//!   429 and gets [`FAILURE_RATE`] guesses a second at most.
+//!   burst of [`FAILURE_BURST`]. Once over, a request from that address is
+//!   answered 429 before its key is looked up, until the next attempt is
+//!   due, unless it presents a key that authenticated recently: a guesser
+//!   gets [`FAILURE_RATE`] guesses a second at most and learns nothing
+//!   from a 429, while agents behind the same address (a proxy, a NAT)
+//!   keep working with the keys they already use.
 //! - Over the limit: 429 problem+json with `Retry-After` in seconds.
 //! - `COUNTERSIGN_RATE_LIMIT=0` turns both off.
 
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::config::NetworkSettings;
@@ -35,6 +38,9 @@ pub const FAILURE_BURST: u32 = 50;
 
 /// How often (in checks) the limiters forget keys that are back to full.
 const SWEEP_EVERY: u64 = 4096;
+
+/// Tokens remembered as recently valid; the set starts afresh when full.
+const KNOWN_TOKENS: usize = 10_000;
 
 pub struct RateLimits {
     inner: Option<Limiters>,
@@ -49,6 +55,8 @@ struct Limiters {
     blocked_count: AtomicUsize,
     checks: AtomicU64,
     clock: DefaultClock,
+    /// SHA-256 of tokens that authenticated: they pass an address's bar.
+    known: Mutex<std::collections::HashSet<[u8; 32]>>,
 }
 
 impl RateLimits {
@@ -65,6 +73,7 @@ impl RateLimits {
                 blocked_count: AtomicUsize::new(0),
                 checks: AtomicU64::new(0),
                 clock: DefaultClock::default(),
+                known: Mutex::default(),
             }
         });
         Self { inner }
@@ -79,10 +88,20 @@ impl RateLimits {
             .map_err(|not_until| not_until.wait_time_from(l.clock.now()))
     }
 
-    /// Whether `ip` is barred for failing authentication too often.
-    pub fn barred(&self, ip: IpAddr) -> Result<(), Duration> {
+    /// Whether a request from `ip` presenting `token` is barred because
+    /// the address failed authentication too often. A token that
+    /// authenticated recently is never barred.
+    pub fn barred(&self, ip: IpAddr, token: Option<&str>) -> Result<(), Duration> {
         let Some(l) = &self.inner else { return Ok(()) };
         if l.blocked_count.load(Ordering::Relaxed) == 0 {
+            return Ok(());
+        }
+        if let Some(t) = token
+            && l.known
+                .lock()
+                .expect("rate limit lock")
+                .contains(&digest(t))
+        {
             return Ok(());
         }
         let mut blocked = l.blocked.lock().expect("rate limit lock");
@@ -94,6 +113,19 @@ impl RateLimits {
         blocked.retain(|_, until| *until > now);
         l.blocked_count.store(blocked.len(), Ordering::Relaxed);
         result
+    }
+
+    /// Notes that `token` authenticated, so an address bar does not stop it.
+    pub fn remember(&self, token: &str) {
+        let Some(l) = &self.inner else { return };
+        let d = digest(token);
+        let mut known = l.known.lock().expect("rate limit lock");
+        if !known.contains(&d) {
+            if known.len() >= KNOWN_TOKENS {
+                known.clear();
+            }
+            known.insert(d);
+        }
     }
 
     /// Counts a failed authentication from `ip`; `Err(wait)` when that was
@@ -119,6 +151,10 @@ impl Limiters {
             self.failures.retain_recent();
         }
     }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
 }
 
 /// `Retry-After` in whole seconds, never 0 (0 would invite an instant retry).
@@ -163,7 +199,19 @@ mod tests {
         for _ in 0..1000 {
             assert!(l.failed(ip).is_ok());
         }
-        assert!(l.barred(ip).is_ok());
+        assert!(l.barred(ip, None).is_ok());
+    }
+
+    #[test]
+    fn a_token_that_authenticated_passes_its_addresss_bar() {
+        let l = RateLimits::new(&settings(100, 1000));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        l.remember("cs_valid");
+        for _ in 0..=FAILURE_BURST {
+            let _ = l.failed(ip);
+        }
+        assert!(l.barred(ip, Some("cs_guess")).is_err());
+        assert!(l.barred(ip, Some("cs_valid")).is_ok());
     }
 
     #[test]
@@ -175,8 +223,9 @@ mod tests {
             assert!(l.failed(ip).is_ok());
         }
         assert!(l.failed(ip).is_err());
-        assert!(l.barred(ip).is_err());
-        assert!(l.barred(other).is_ok());
+        assert!(l.barred(ip, None).is_err());
+        assert!(l.barred(ip, Some("cs_guess")).is_err());
+        assert!(l.barred(other, None).is_ok());
     }
 
     #[test]

@@ -90,6 +90,33 @@ async fn a_client_that_trickles_half_a_request_head_is_disconnected_after_the_he
 }
 
 #[tokio::test]
+async fn a_request_body_that_does_not_arrive_within_the_header_timeout_is_refused_and_nothing_is_created()
+ {
+    let app = spawn_with(|s| s.network.header_timeout = Duration::from_secs(1)).await;
+    let agent = app.agent().await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/approvals HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {agent}\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{{\"action\":"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let sent = Instant::now();
+    let answer = read_until_closed(&mut stream, Duration::from_secs(8))
+        .await
+        .expect("the slow body was given up and the connection closed");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 400"),
+        "{text}"
+    );
+    assert!(
+        sent.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_eq!(app.count("approval_requests").await, 0);
+}
+
+#[tokio::test]
 async fn a_client_that_opens_a_connection_and_sends_nothing_is_disconnected() {
     let app = spawn_with(|s| s.network.header_timeout = Duration::from_secs(1)).await;
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
@@ -121,6 +148,16 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
         idle.elapsed() >= Duration::from_millis(900),
         "{:?}",
         idle.elapsed()
+    );
+    let metrics = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("countersign_connections_closed_total{reason=\"idle_timeout\"}"),
+        "{metrics}"
     );
 }
 
@@ -188,4 +225,64 @@ async fn with_the_connection_cap_full_of_idle_and_half_sent_sockets_healthz_stil
         .expect("/healthz answered while the cap was full");
     assert_eq!(res.status(), 200);
     assert!(started.elapsed() < Duration::from_secs(8));
+}
+
+#[tokio::test]
+async fn beyond_the_connection_cap_a_client_waits_in_the_backlog_until_a_connection_frees() {
+    let app = spawn_with(|s| s.network.max_connections = Some(3)).await;
+    let agent = app.agent().await;
+    // Three long-polls in flight fill the cap; in flight, they are never cut.
+    let mut polls = Vec::new();
+    for _ in 0..3 {
+        let id = app.create_default(&agent).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (client, url, agent) = (
+            reqwest::Client::new(),
+            app.url(&format!("/v1/approvals/{id}?wait=10")),
+            agent.clone(),
+        );
+        polls.push(tokio::spawn(async move {
+            client
+                .get(url)
+                .bearer_auth(agent)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    for _ in 0..200 {
+        if app.app.store.waiters.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.app.store.waiters.len(), 3);
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_millis(1500))
+        .build()
+        .unwrap();
+    assert!(
+        quick.get(app.url("/healthz")).send().await.is_err(),
+        "a fourth connection was served while the cap of three was in use"
+    );
+    // When the long-polls answer, the waiting client gets in.
+    let patient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    assert_eq!(
+        patient
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    for p in polls {
+        assert_eq!(p.await.unwrap(), 200);
+    }
 }

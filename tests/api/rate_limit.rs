@@ -36,6 +36,11 @@ async fn a_key_over_its_rate_gets_429_with_retry_after_while_another_key_is_unaf
     assert_eq!(problem["status"], 429);
     assert!(problem["detail"].as_str().unwrap().contains("rate"));
     assert_eq!(app.get(&calm, "/v1/approvals").await.status(), 200);
+    let metrics = app.get("", "/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("countersign_rate_limited_total"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -97,4 +102,25 @@ async fn an_address_that_keeps_guessing_keys_is_slowed_to_429_with_retry_after()
         }
     }
     assert!(limited >= 40, "only {limited} of 200 guesses were slowed");
+}
+
+#[tokio::test]
+async fn a_key_already_in_use_keeps_working_from_an_address_that_is_guessing() {
+    let app = spawn_app().await;
+    let agent = app.agent().await;
+    assert_eq!(app.get(&agent, "/v1/approvals").await.status(), 200);
+    let mut barred = false;
+    for i in 0..200 {
+        if app
+            .get(&format!("cs_guess_{i}"), "/v1/approvals")
+            .await
+            .status()
+            == 429
+        {
+            barred = true;
+            // Same address, while it is barred: the working key still works.
+            assert_eq!(app.get(&agent, "/v1/approvals").await.status(), 200);
+        }
+    }
+    assert!(barred);
 }

@@ -150,13 +150,17 @@ async fn the_hook_allows_at_once_what_policy_allows_and_asks_for_what_it_does_no
 async fn with_defer_allowed_an_approval_prints_nothing_but_a_denial_still_denies() {
     let app = spawn_with_policy(README_POLICY).await;
     let agent = app.agent().await;
+    let grep = json!({
+        "session_id": "s", "cwd": "/p", "hook_event_name": "PreToolUse",
+        "tool_name": "Grep", "tool_input": { "pattern": "x" }, "tool_use_id": "toolu_grep",
+    });
     let out = run(
         agent_cmd(
             &app.base,
             &agent,
             &["hook", "claude-code", "--defer-allowed"],
         ),
-        &bash("ls"),
+        &grep.to_string(),
     )
     .await;
     assert_eq!(out.status.code(), Some(0));

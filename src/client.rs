@@ -56,11 +56,18 @@ impl Client {
                 "COUNTERSIGN_URL '{base}' must be an http or https URL"
             )));
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             // A redirect could carry the key elsewhere; the API never redirects.
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("countersign-cli/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("countersign-cli/", env!("CARGO_PKG_VERSION")));
+        if url.scheme() == "http" {
+            // Loading and parsing the platform's CA store costs milliseconds
+            // per process, and a hook is one process per tool call; a plain
+            // HTTP base never needs it (and no redirect can lead to HTTPS).
+            builder = builder.tls_certs_only(Vec::<reqwest::Certificate>::new());
+        }
+        let http = builder
             .build()
             .map_err(|e| fail(format!("cannot build an HTTP client: {e}")))?;
         Ok(Self {

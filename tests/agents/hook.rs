@@ -85,26 +85,11 @@ async fn the_hook_denies_when_the_request_expires() {
     assert!(reason.contains("expired"), "{reason}");
 }
 
-/// The policy the README shows: reads are allowed, `rm *`, `kubectl *` and
-/// `terraform apply*` need a person, other commands are allowed. `rm *`
-/// must match commands whose arguments hold `/`.
-const README_POLICY: &str = r#"
-rules:
-  - name: claude-reads
-    action: "claude-code.{Read,Glob,Grep}"
-    effect: allow
-  - name: claude-dangerous-bash
-    action: claude-code.Bash
-    resource: ["rm *", "kubectl *", "terraform apply*"]
-    effect: require_approval
-    expires_in: 10m
-  - name: claude-other-bash
-    action: claude-code.Bash
-    effect: allow
-default:
-  effect: require_approval
-  expires_in: 10m
-"#;
+/// The policy the README shows (examples/claude-code-policy.yaml): reads
+/// are allowed, `rm *`, `kubectl *` and `terraform apply*` need the SRE
+/// group, everything else one person. `rm *` must match commands whose
+/// arguments hold `/`.
+const README_POLICY: &str = include_str!("../../examples/claude-code-policy.yaml");
 
 #[tokio::test]
 async fn the_hook_allows_at_once_what_policy_allows_and_asks_for_what_it_does_not() {
@@ -118,20 +103,20 @@ async fn the_hook_allows_at_once_what_policy_allows_and_asks_for_what_it_does_no
         hook_answer(&run(agent_cmd(&app.base, &agent, HOOK), &read.to_string()).await);
     assert_eq!(decision, "allow");
     assert!(reason.contains("claude-reads"), "{reason}");
-    let (decision, _) =
-        hook_answer(&run(agent_cmd(&app.base, &agent, HOOK), &bash("ls -la /tmp")).await);
-    assert_eq!(decision, "allow");
 
-    // `rm -rf /tmp/x` is pending (the rule matched despite the slashes): a
-    // short --wait runs out, and running out denies.
-    let out = run(
-        agent_cmd(&app.base, &agent, &["hook", "claude-code", "--wait", "1s"]),
-        &bash("rm -rf /tmp/x"),
-    )
-    .await;
-    let (decision, reason) = hook_answer(&out);
-    assert_eq!(decision, "deny");
-    assert!(reason.contains("no decision within 1s"), "{reason}");
+    // Pending, so a short --wait runs out, and running out denies.
+    let short = ["hook", "claude-code", "--wait", "1s"];
+    for cmd in [
+        "rm -rf /tmp/x",
+        "kubectl delete ns prod",
+        "terraform apply -auto-approve",
+        "git status",
+    ] {
+        let (decision, reason) =
+            hook_answer(&run(agent_cmd(&app.base, &agent, &short), &bash(cmd)).await);
+        assert_eq!(decision, "deny");
+        assert!(reason.contains("no decision within 1s"), "{reason}");
+    }
     let watcher = reader(&app).await;
     let list: Value = app
         .get(&watcher, "/v1/approvals?action=claude-code.Bash")
@@ -139,30 +124,43 @@ async fn the_hook_allows_at_once_what_policy_allows_and_asks_for_what_it_does_no
         .json()
         .await
         .unwrap();
-    let rm = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["resource"] == "rm -rf %2Ftmp%2Fx")
-        .expect("asked about rm");
-    assert_eq!(rm["policy"]["rule"], "claude-dangerous-bash");
+    let rule_of = |resource: &str| {
+        let r = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == resource)
+            .expect("asked");
+        assert_eq!(
+            r["status"], "cancelled",
+            "the hook withdraws what it no longer waits for"
+        );
+        r["policy"]["rule"].as_str().unwrap().to_string()
+    };
+    assert_eq!(rule_of("rm -rf %2Ftmp%2Fx"), "claude-dangerous-bash");
+    assert_eq!(rule_of("kubectl delete ns prod"), "claude-dangerous-bash");
     assert_eq!(
-        rm["status"], "cancelled",
-        "the hook withdraws what it no longer waits for"
+        rule_of("terraform apply -auto-approve"),
+        "claude-dangerous-bash"
     );
+    assert_eq!(rule_of("git status"), "default");
 }
 
 #[tokio::test]
 async fn with_defer_allowed_an_approval_prints_nothing_but_a_denial_still_denies() {
     let app = spawn_with_policy(README_POLICY).await;
     let agent = app.agent().await;
+    let grep = json!({
+        "session_id": "s", "cwd": "/p", "hook_event_name": "PreToolUse",
+        "tool_name": "Grep", "tool_input": { "pattern": "x" }, "tool_use_id": "toolu_grep",
+    });
     let out = run(
         agent_cmd(
             &app.base,
             &agent,
             &["hook", "claude-code", "--defer-allowed"],
         ),
-        &bash("ls"),
+        &grep.to_string(),
     )
     .await;
     assert_eq!(out.status.code(), Some(0));

@@ -48,7 +48,13 @@ async fn policy_allow_approves_at_once_and_policy_deny_denies_at_once_both_audit
     assert_eq!(a["decided_by"], "policy:reads");
     assert_eq!(
         app.audit_kinds(a["id"].as_str().unwrap()).await,
-        ["request.created", "policy.evaluated", "request.approved"]
+        // An approval earns a permit, issued in the same job (src/permits).
+        [
+            "request.created",
+            "policy.evaluated",
+            "request.approved",
+            "permit.issued"
+        ]
     );
     body["action"] = json!("db.drop");
     let d = app.create(&agent, body).await;

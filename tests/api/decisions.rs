@@ -23,7 +23,9 @@ async fn a_human_other_than_the_requester_approves() {
             "request.created",
             "policy.evaluated",
             "decision.approve",
-            "request.approved"
+            "request.approved",
+            // An approval earns a permit, issued in the same job (src/permits).
+            "permit.issued"
         ]
     );
 }

@@ -85,6 +85,9 @@ rules:
   - name: bench-allow
     action: bench.read
     effect: allow
+  - name: bench-hook
+    action: claude-code.Read
+    effect: allow
   - name: bench-approve
     action: bench.approve
     effect: require_approval
@@ -380,6 +383,13 @@ async fn bench(args: &Args, bin: PathBuf, work: &std::path::Path) -> anyhow::Res
     if args.wants("f") {
         step("f. audit verify and export");
         rows.extend(scenarios::verify_and_export(&ctx, work).await?);
+        show(&rows);
+    }
+
+    if args.wants("h") {
+        step("h. the Claude Code hook, allowed");
+        let runs = if args.quick { 50 } else { 500 };
+        rows.push(scenarios::hook_allowed(&ctx, runs).await?);
         show(&rows);
     }
 

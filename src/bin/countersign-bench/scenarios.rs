@@ -643,3 +643,55 @@ pub async fn long_polls(ctx: &Arc<Ctx>, service: &Service, n: usize) -> anyhow::
         ),
     ))
 }
+
+/// h. `countersign hook claude-code` on the allowed path, timed as Claude
+/// Code pays for it: a whole process per tool call (start, read stdin, one
+/// request to the service, print the answer, exit), one after another.
+pub async fn hook_allowed(ctx: &Ctx, runs: usize) -> anyhow::Result<Row> {
+    use tokio::io::AsyncWriteExt;
+    let input = json!({
+        "session_id": "bench", "cwd": "/home/bench/project", "hook_event_name": "PreToolUse",
+        "tool_name": "Read", "tool_input": { "file_path": "src/main.rs" },
+    })
+    .to_string();
+    let mut h = histogram();
+    let started = Instant::now();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let mut child = tokio::process::Command::new(&ctx.setup.bin)
+            .args(["hook", "claude-code"])
+            .env_clear()
+            .env("COUNTERSIGN_URL", format!("http://{}", ctx.api.addr))
+            .env("COUNTERSIGN_TOKEN", &ctx.agent)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let mut stdin = child.stdin.take().context("stdin")?;
+        stdin.write_all(input.as_bytes()).await?;
+        drop(stdin);
+        let out = child.wait_with_output().await?;
+        let micros = t.elapsed().as_micros() as u64;
+        if !String::from_utf8_lossy(&out.stdout).contains("\"permissionDecision\":\"allow\"") {
+            bail!(
+                "the hook did not allow: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        h.record(micros.max(1))?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let p50 = ms(&h, 0.5);
+    Ok(Row {
+        id: "h.hook".into(),
+        scenario: "countersign hook claude-code, allowed (whole process)".into(),
+        value: runs as f64 / secs,
+        unit: "runs/s",
+        p50_ms: p50,
+        p99_ms: ms(&h, 0.99),
+        ratio: None,
+        target: "p50 ≤ 10 ms".into(),
+        met: p50.map(|p| p <= 10.0),
+        note: format!("{runs} sequential runs, each a new process"),
+    })
+}

@@ -4,6 +4,7 @@
 
 pub mod slack;
 pub mod teams;
+pub mod text;
 
 use axum::Router;
 

@@ -455,7 +455,7 @@ impl RequestView {
             confirm: matches!(a.risk, Risk::High | Risk::Critical),
             button_value: ButtonValue {
                 request_id: id.clone(),
-                payload_sha256: a.payload_sha256.clone(),
+                payload_sha256: Some(a.payload_sha256.clone()),
             }
             .encode(),
             outcome: outcome(a, &approvals, names),
@@ -560,7 +560,11 @@ fn slack_date(s: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ButtonValue {
     pub request_id: String,
-    pub payload_sha256: String,
+    /// Always set on buttons we render. Optional here only so that a value
+    /// without it is read, then refused and audited as unbound, rather
+    /// than dismissed as not ours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_sha256: Option<String>,
 }
 
 impl ButtonValue {
@@ -1014,7 +1018,10 @@ mod tests {
         assert_eq!(deny["style"], "danger");
         let bound = ButtonValue::decode(approve["value"].as_str().unwrap()).unwrap();
         assert_eq!(bound.request_id, a.id.to_string());
-        assert_eq!(bound.payload_sha256, a.payload_sha256);
+        assert_eq!(
+            bound.payload_sha256.as_deref(),
+            Some(a.payload_sha256.as_str())
+        );
 
         let mut low = a.clone();
         low.risk = Risk::Low;

@@ -273,8 +273,14 @@ async fn keys_command(
             }
         }
         KeysCommand::Revoke { id } => {
-            keys::revoke(&store, &cli_actor(), &id).await?;
-            writeln!(out, "revoked {id}")?;
+            let channels = crate::channels::enabled(settings);
+            let cancelled =
+                crate::service::approvals::revoke_key(&store, &channels, &cli_actor(), &id).await?;
+            writeln!(
+                out,
+                "revoked {id}; cancelled {} pending requests",
+                cancelled.len()
+            )?;
         }
     }
     Ok(())

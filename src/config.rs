@@ -52,6 +52,24 @@ pub struct OutboxSettings {
     pub give_up_after: Duration,
 }
 
+/// How the HTTP server treats connections and callers (src/startup.rs,
+/// src/http/auth.rs).
+#[derive(Debug, Clone)]
+pub struct NetworkSettings {
+    /// A connection that has not sent a whole request head this long after
+    /// it opened (or after its first byte, between requests) is closed.
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request in flight is closed after this long.
+    pub idle_timeout: Duration,
+    /// Most connections served at once; `None`: 10,000, kept below the file limit.
+    pub max_connections: Option<usize>,
+    /// Requests per second per API key (and, for failed authentication,
+    /// per source address); 0 turns rate limiting off.
+    pub rate_limit: u32,
+    /// Requests a key may send at once above the steady rate.
+    pub rate_burst: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct SlackSettings {
     pub bot_token: Option<Secret>,
@@ -102,6 +120,9 @@ pub struct Settings {
     /// Ed25519 key that signs the audit chain; created at first start.
     pub signing_key: PathBuf,
     pub webhook_secret: Option<Secret>,
+    /// Where agents' callback URLs may point (src/net/egress.rs).
+    pub webhook_destinations: crate::net::egress::Destinations,
+    pub network: NetworkSettings,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     pub read_connections: u32,
@@ -125,6 +146,14 @@ impl Default for Settings {
             policy: None,
             signing_key: PathBuf::new(),
             webhook_secret: None,
+            webhook_destinations: crate::net::egress::Destinations::public(),
+            network: NetworkSettings {
+                header_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(30),
+                max_connections: None,
+                rate_limit: 100,
+                rate_burst: 1000,
+            },
             max_body_bytes: 64 * 1024,
             read_connections: 8,
             max_wait: Duration::from_secs(60),
@@ -167,6 +196,12 @@ struct FileConfig {
     policy: Option<PathBuf>,
     signing_key: Option<PathBuf>,
     webhook_secret: Option<Secret>,
+    webhook_allowed_hosts: Option<Vec<String>>,
+    header_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_connections: Option<usize>,
+    rate_limit: Option<u32>,
+    rate_burst: Option<u32>,
     max_body_bytes: Option<usize>,
     read_connections: Option<u32>,
     max_wait: Option<String>,
@@ -256,6 +291,16 @@ impl Settings {
         if s.max_wait > Duration::from_secs(60) {
             return Err("max_wait may be at most 60s".into());
         }
+        let n = &s.network;
+        if n.header_timeout.is_zero() || n.idle_timeout.is_zero() {
+            return Err("header_timeout and idle_timeout must be longer than 0s".into());
+        }
+        if n.max_connections == Some(0) {
+            return Err("max_connections must be at least 1".into());
+        }
+        if n.rate_limit > 0 && n.rate_burst == 0 {
+            return Err("rate_burst must be at least 1 when rate_limit is on".into());
+        }
         Ok(s)
     }
 
@@ -267,6 +312,22 @@ impl Settings {
         self.policy = f.policy.or(self.policy.take());
         set(&mut self.signing_key, f.signing_key);
         self.webhook_secret = f.webhook_secret.or(self.webhook_secret.take());
+        if let Some(list) = f.webhook_allowed_hosts {
+            self.webhook_destinations =
+                crate::net::egress::Destinations::allowlist(&list.join(","))
+                    .map_err(|e| format!("webhook_allowed_hosts: {e}"))?;
+        }
+        if let Some(v) = f.header_timeout {
+            self.network.header_timeout = dur("header_timeout", &v)?;
+        }
+        if let Some(v) = f.idle_timeout {
+            self.network.idle_timeout = dur("idle_timeout", &v)?;
+        }
+        if let Some(v) = f.max_connections {
+            self.network.max_connections = Some(v);
+        }
+        set(&mut self.network.rate_limit, f.rate_limit);
+        set(&mut self.network.rate_burst, f.rate_burst);
         set(&mut self.max_body_bytes, f.max_body_bytes);
         set(&mut self.read_connections, f.read_connections);
         if let Some(v) = f.max_wait {
@@ -315,6 +376,32 @@ impl Settings {
         }
         if let Some(v) = get("COUNTERSIGN_WEBHOOK_SECRET") {
             self.webhook_secret = Some(Secret(v));
+        }
+        if let Some(v) = get("COUNTERSIGN_WEBHOOK_ALLOWED_HOSTS") {
+            self.webhook_destinations = crate::net::egress::Destinations::allowlist(&v)
+                .map_err(|e| format!("COUNTERSIGN_WEBHOOK_ALLOWED_HOSTS: {e}"))?;
+        }
+        if let Some(v) = get("COUNTERSIGN_HEADER_TIMEOUT") {
+            self.network.header_timeout = dur("COUNTERSIGN_HEADER_TIMEOUT", &v)?;
+        }
+        if let Some(v) = get("COUNTERSIGN_IDLE_TIMEOUT") {
+            self.network.idle_timeout = dur("COUNTERSIGN_IDLE_TIMEOUT", &v)?;
+        }
+        if let Some(v) = get("COUNTERSIGN_MAX_CONNECTIONS") {
+            self.network.max_connections = Some(
+                v.parse()
+                    .map_err(|_| "COUNTERSIGN_MAX_CONNECTIONS must be a number")?,
+            );
+        }
+        if let Some(v) = get("COUNTERSIGN_RATE_LIMIT") {
+            self.network.rate_limit = v.parse().map_err(
+                |_| "COUNTERSIGN_RATE_LIMIT must be a number of requests per second (0: off)",
+            )?;
+        }
+        if let Some(v) = get("COUNTERSIGN_RATE_BURST") {
+            self.network.rate_burst = v
+                .parse()
+                .map_err(|_| "COUNTERSIGN_RATE_BURST must be a number of requests")?;
         }
         if let Some(v) = get("COUNTERSIGN_MAX_BODY_BYTES") {
             self.max_body_bytes = v
@@ -461,6 +548,27 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn network_settings_come_from_the_environment_and_bad_ones_are_named() {
+        let env = |k: &str| match k {
+            "COUNTERSIGN_WEBHOOK_ALLOWED_HOSTS" => Some("127.0.0.1, *.example.com:8443".into()),
+            "COUNTERSIGN_HEADER_TIMEOUT" => Some("2s".into()),
+            "COUNTERSIGN_RATE_LIMIT" => Some("0".into()),
+            _ => None,
+        };
+        let s = Settings::load(None, env, &Overrides::default()).unwrap();
+        assert!(s.webhook_destinations.is_allowlist());
+        assert_eq!(s.network.header_timeout, Duration::from_secs(2));
+        assert_eq!(s.network.rate_limit, 0);
+        let err = Settings::load(
+            None,
+            |k| (k == "COUNTERSIGN_WEBHOOK_ALLOWED_HOSTS").then(|| "a*b".into()),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.contains("COUNTERSIGN_WEBHOOK_ALLOWED_HOSTS"), "{err}");
     }
 
     #[test]

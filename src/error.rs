@@ -30,6 +30,9 @@ pub enum AppError {
     Refused(Refusal),
     #[error("{0}")]
     Unavailable(String),
+    /// Over a rate limit; answered with `Retry-After: <secs>`.
+    #[error("{detail}")]
+    TooManyRequests { detail: String, retry_after: u64 },
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
     #[error(transparent)]
@@ -50,11 +53,16 @@ impl AppError {
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Refused(r) => match r {
-                Refusal::AlreadyFinal { .. } | Refusal::AlreadyApproved => StatusCode::CONFLICT,
+                Refusal::AlreadyFinal { .. }
+                | Refusal::AlreadyApproved
+                | Refusal::SamePerson { .. }
+                | Refusal::Expired { .. }
+                | Refusal::PayloadMismatch { .. } => StatusCode::CONFLICT,
                 Refusal::CommentRequired => StatusCode::UNPROCESSABLE_ENTITY,
                 _ => StatusCode::FORBIDDEN,
             },
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Sqlx(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -71,6 +79,7 @@ impl AppError {
             AppError::Unprocessable(_) => "invalid-input",
             AppError::Refused(r) => r.code(),
             AppError::Unavailable(_) => "unavailable",
+            AppError::TooManyRequests { .. } => "rate-limited",
             AppError::Sqlx(_) | AppError::Internal(_) => "internal",
         }
     }
@@ -115,6 +124,10 @@ impl IntoResponse for AppError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let AppError::TooManyRequests { retry_after, .. } = &self {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
         if status == StatusCode::UNAUTHORIZED {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -17,6 +17,8 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod json;
+pub mod net;
 pub mod outbox;
 pub mod service;
 pub mod startup;

@@ -8,7 +8,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use crate::config::{NetworkSettings, Settings};
 use crate::domain::Policy;
 use crate::outbox::Outbox;
 use crate::service::App;
@@ -55,8 +55,9 @@ impl Server {
             outbox.register(
                 crate::webhook::KIND,
                 Arc::new(crate::webhook::WebhookDeliverer {
-                    client: app.http.clone(),
+                    client: crate::net::egress::webhook_client(&settings.webhook_destinations)?,
                     secret: secret.clone(),
+                    destinations: settings.webhook_destinations.clone(),
                 }),
             );
         }
@@ -90,7 +91,13 @@ impl Server {
             begun.cancelled().await;
             stopping.cancel();
         });
-        serve_http1(self.listener, self.router, shutdown).await;
+        serve_http1(
+            self.listener,
+            self.router,
+            self.app.settings.network.clone(),
+            shutdown,
+        )
+        .await;
         workers.cancel();
         let _ = tokio::join!(outbox, expiry);
         tracing::info!("countersign stopped");
@@ -105,17 +112,45 @@ impl Server {
 /// it does not expose: the read buffer is capped at hyper's minimum (8 KiB)
 /// instead of growing to 16 KiB and more, which is most of what a parked
 /// long-poll costs, and `TCP_NODELAY`, so small answers leave at once.
-async fn serve_http1(listener: TcpListener, router: Router, shutdown: CancellationToken) {
+///
+/// Each connection takes a permit of the cap before it is accepted and
+/// runs beside its watchdog (header and idle timeouts, closing under
+/// pressure): see [`crate::net::connections`].
+async fn serve_http1(
+    listener: TcpListener,
+    router: Router,
+    settings: NetworkSettings,
+    shutdown: CancellationToken,
+) {
+    use crate::net::connections::{ConnService, ConnState, Gate, Watched, connection_cap};
     use hyper_util::rt::TokioIo;
-    use hyper_util::service::TowerToHyperService;
 
+    let (cap, fd_limit) = connection_cap(&settings);
+    tracing::info!(
+        max_connections = cap,
+        fd_limit = fd_limit.map(|l| l.to_string()).unwrap_or_else(|| "unlimited".into()),
+        header_timeout = ?settings.header_timeout,
+        idle_timeout = ?settings.idle_timeout,
+        "connection limits"
+    );
+    let gate = Gate::new(cap);
+    let settings = Arc::new(settings);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.max_buf_size(8 * 1024).keep_alive(true);
+    // The watchdog times heads and idleness; hyper's header timer (which
+    // would also cut idle keep-alives) stays off.
+    builder
+        .max_buf_size(8 * 1024)
+        .keep_alive(true)
+        .header_read_timeout(None);
     loop {
-        let stream = tokio::select! {
+        let permit = tokio::select! {
+            p = gate.admit() => p,
+            _ = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(pair) => pair,
                 Err(e) => {
                     // Out of file descriptors and the like: back off, keep serving.
                     tracing::warn!(error = %e, "accept failed");
@@ -126,11 +161,21 @@ async fn serve_http1(listener: TcpListener, router: Router, shutdown: Cancellati
             _ = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let state = ConnState::new(peer);
+        let service = ConnService::new(router.clone(), state.clone());
+        let io = TokioIo::new(Watched::new(stream, state.clone()));
+        let connection = graceful.watch(builder.serve_connection(io, service));
+        let settings = settings.clone();
+        let gate = gate.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            let _permit = permit;
+            tokio::pin!(connection);
+            tokio::select! {
+                ended = &mut connection => if let Err(e) = ended {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                },
+                // Dropping the connection closes the socket.
+                _ = state.watchdog(&settings, &gate) => {}
             }
         });
     }

@@ -6,12 +6,20 @@
 //! `X-Countersign-Signature: v1=<hex HMAC-SHA256(secret, "v1:<timestamp>:<body>")>`.
 //! Receivers recompute the HMAC, compare in constant time and reject
 //! timestamps more than five minutes old.
+//!
+//! The destination is judged again at every attempt ([`crate::net::egress`]):
+//! the URL against the allowlist in force, and each address the name
+//! resolves to by the client's vetting resolver. Redirects are not
+//! followed. An answer that will not change by retrying (a refused
+//! destination, a 3xx, a 4xx other than 408 and 429) gives the delivery up
+//! at once, audited; 408, 429, 5xx and transport errors are retried.
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
 use crate::config::Secret;
+use crate::net::egress::Destinations;
 use crate::outbox::{Deliverer, Delivery, OutboxItem};
 
 pub const KIND: &str = "webhook";
@@ -40,8 +48,18 @@ pub fn verify(secret: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
 }
 
 pub struct WebhookDeliverer {
+    /// Built by [`crate::net::egress::webhook_client`]: vetted DNS, no redirects.
     pub client: reqwest::Client,
     pub secret: Secret,
+    pub destinations: Destinations,
+}
+
+/// Whether a receiver's non-2xx answer is worth another attempt: 408
+/// (timeout), 429 (slow down) and 5xx are; a redirect (never followed) or
+/// another 4xx (wrong URL, gone, refused) will be answered the same way
+/// for as long as we retry.
+fn worth_retrying(status: reqwest::StatusCode) -> bool {
+    status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429
 }
 
 #[async_trait::async_trait]
@@ -58,12 +76,24 @@ impl Deliverer for WebhookDeliverer {
                 audit: None,
             };
         };
+        let attempt = item.attempts + 1;
+        let shown = crate::net::egress::redact(&url);
+        if let Err(why) = self.destinations.judge(&url) {
+            let error = format!("destination refused: {why}");
+            return Delivery::Failed {
+                audit: Some((
+                    "webhook.failed".into(),
+                    json!({ "url": shown, "attempt": attempt, "error": error }),
+                )),
+                error,
+            };
+        }
+        let url = shown;
         let body = payload
             .get("body")
             .map(|b| b.to_string())
             .unwrap_or_default();
         let ts = chrono::Utc::now().timestamp();
-        let attempt = item.attempts + 1;
         let sent = self
             .client
             .post(&url)
@@ -85,6 +115,21 @@ impl Deliverer for WebhookDeliverer {
                 )),
                 message: None,
             },
+            Ok(res) if !worth_retrying(res.status()) => {
+                let status = res.status().as_u16();
+                let error = if res.status().is_redirection() {
+                    format!("receiver answered {status}; redirects are not followed")
+                } else {
+                    format!("receiver answered {status}")
+                };
+                Delivery::Failed {
+                    audit: Some((
+                        "webhook.failed".into(),
+                        json!({ "url": url, "status": status, "attempt": attempt, "error": error }),
+                    )),
+                    error,
+                }
+            }
             Ok(res) => {
                 let status = res.status().as_u16();
                 let error = format!("receiver answered {status}");
@@ -93,6 +138,17 @@ impl Deliverer for WebhookDeliverer {
                     audit: Some((
                         "webhook.failed".into(),
                         json!({ "url": url, "status": status, "attempt": attempt, "error": error }),
+                    )),
+                    error,
+                }
+            }
+            Err(e) if crate::net::egress::forbidden_in(&e).is_some() => {
+                let why = crate::net::egress::forbidden_in(&e).map(ToString::to_string);
+                let error = format!("destination refused: {}", why.unwrap_or_default());
+                Delivery::Failed {
+                    audit: Some((
+                        "webhook.failed".into(),
+                        json!({ "url": url, "attempt": attempt, "error": error }),
                     )),
                     error,
                 }
@@ -115,6 +171,22 @@ impl Deliverer for WebhookDeliverer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_answers_that_may_change_are_retried() {
+        for code in [408, 429, 500, 502, 503] {
+            assert!(
+                worth_retrying(reqwest::StatusCode::from_u16(code).unwrap()),
+                "{code}"
+            );
+        }
+        for code in [301, 307, 400, 401, 403, 404, 410, 422] {
+            assert!(
+                !worth_retrying(reqwest::StatusCode::from_u16(code).unwrap()),
+                "{code}"
+            );
+        }
+    }
 
     #[test]
     fn a_signature_verifies_only_for_its_body_timestamp_and_secret() {

@@ -9,4 +9,4 @@ pub mod rules;
 
 pub use policy::{ApprovalSpec, Effect, OnExpiry, Policy};
 pub use principal::Principal;
-pub use request::{Action, PayloadHash, RequestContent, Risk, Status, Verdict};
+pub use request::{Action, PayloadHash, RequestContent, Resource, Risk, Status, Verdict};

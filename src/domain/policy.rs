@@ -278,7 +278,14 @@ fn compile_globs(
     let mut out = Vec::new();
     for pattern in spec.to_vec() {
         // In resources `*` stays within one path segment and `**` crosses
-        // them, as in a file system; actions have no segments.
+        // them, as in a file system; actions have no segments. A resource
+        // glob is held to the canonical form requests are (a `..` or a
+        // zero-width character in it could never match, or would match
+        // something else than it reads as): a policy error, not a rule
+        // that silently never applies.
+        if resource {
+            super::request::check_canonical_path(&format!("resource glob '{pattern}'"), &pattern)?;
+        }
         let glob = if resource {
             GlobBuilder::new(&pattern).literal_separator(true).build()
         } else {
@@ -542,5 +549,21 @@ rules:
     fn the_default_may_not_allow() {
         assert!(Policy::parse("default:\n  effect: allow\n", "t").is_err());
         assert!(Policy::parse("default:\n  effect: deny\n", "t").is_ok());
+    }
+
+    #[test]
+    fn a_resource_glob_that_is_not_canonical_is_a_policy_error() {
+        for (glob, want) in [
+            ("staging/../prod/**", "'..' segment"),
+            ("/prod/**", "starts with '/'"),
+            ("\"\\u200bprod/**\"", "U+200B ZERO WIDTH SPACE"),
+        ] {
+            let src = format!("rules:\n  - name: r\n    resource: {glob}\n    effect: allow\n");
+            let err = Policy::parse(&src, "p.yaml").unwrap_err();
+            assert!(err.contains(want), "{glob}: {err}");
+            assert!(err.contains("rule 'r'"), "{err}");
+        }
+        let src = "rules:\n  - name: r\n    resource: \"{prod,staging}/**\"\n    effect: allow\n";
+        assert!(Policy::parse(src, "t").is_ok());
     }
 }

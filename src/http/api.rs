@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::auth::Authed;
 use super::extract::{ApiJson, ApiQuery};
 use crate::domain::request::{MAX_EXPIRY, MIN_EXPIRY, check_text, parse_duration};
-use crate::domain::{Action, Principal, RequestContent, Risk, Status, Verdict};
+use crate::domain::{Action, Principal, RequestContent, Resource, Risk, Status, Verdict};
 use crate::error::{AppError, AppResult};
 use crate::service::App;
 use crate::service::approvals::{Created, DecisionInput, NewRequest, body_hash};
@@ -64,7 +64,7 @@ impl CreateApproval {
     fn parse(self) -> AppResult<(RequestContent, Option<Duration>, Option<String>)> {
         let bad = AppError::Unprocessable;
         let action = Action::parse(&self.action).map_err(bad)?;
-        check_text("resource", &self.resource, 512, true).map_err(bad)?;
+        let resource = Resource::parse(&self.resource).map_err(bad)?;
         check_text("summary", &self.summary, 1000, true).map_err(bad)?;
         if let Some(j) = &self.justification {
             check_text("justification", j, 4000, false).map_err(bad)?;
@@ -112,7 +112,7 @@ impl CreateApproval {
         }
         let content = RequestContent {
             action,
-            resource: self.resource,
+            resource: resource.into_string(),
             summary: self.summary,
             justification: self.justification,
             details,
@@ -163,8 +163,10 @@ pub async fn create(
         }
     };
     // The parsed body, re-encoded canonically: the same JSON with other
-    // spacing or key order is the same request.
-    let canonical: serde_json::Value = serde_json::from_slice(&body.raw).unwrap_or_default();
+    // spacing or key order is the same request; numbers keep their exact
+    // spelling (crate::json), so `1e0` and `1` are different bodies.
+    let canonical =
+        crate::json::parse_strict(&body.raw).map_err(|e| AppError::BadRequest(e.to_string()))?;
     let body_hash = body_hash(canonical.to_string().as_bytes());
     let (content, expires_in, callback_url) = body.value.parse()?;
     let created = app
@@ -367,14 +369,17 @@ pub async fn decide(
     let id = parse_id(&id)?;
     let b = body.value;
     let a = app
-        .decide(DecisionInput {
-            request_id: id,
-            who: key.principal.clone(),
-            verdict: b.verdict,
-            comment: b.comment,
-            channel: "api",
-            payload_sha256: b.payload_sha256,
-        })
+        .decide_with_key(
+            DecisionInput {
+                request_id: id,
+                who: key.principal.clone(),
+                verdict: b.verdict,
+                comment: b.comment,
+                channel: "api",
+                payload_sha256: b.payload_sha256,
+            },
+            key.owner.clone(),
+        )
         .await?;
     Ok(Json(a))
 }

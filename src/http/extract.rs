@@ -1,7 +1,8 @@
 //! Extractors whose rejections are problem documents with precise codes:
 //! 400 for JSON that does not parse, 422 for JSON of the wrong shape
 //! (missing, unknown or mistyped fields), 413 for too large, 415 for not
-//! JSON.
+//! JSON. Every body goes through `crate::json`'s strict parser, so
+//! duplicate keys are refused and numbers are kept exactly.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
@@ -10,6 +11,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use crate::error::AppError;
+use crate::json::StrictDecodeError;
 
 /// A JSON body, with the raw bytes kept (idempotency compares them).
 pub struct ApiJson<T> {
@@ -54,19 +56,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// Reads a JSON body through the one strict parser (`crate::json`):
+/// duplicate keys and bad syntax are 400, a wrong shape is 422 naming the
+/// field.
 pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, AppError> {
-    let de = &mut serde_json::Deserializer::from_slice(raw);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data if path == "." => {
-                AppError::Unprocessable(format!("the JSON body does not fit: {inner}"))
-            }
-            serde_json::error::Category::Data => {
-                AppError::Unprocessable(format!("field `{path}`: {inner}"))
-            }
-            _ => AppError::BadRequest(format!("the body is not valid JSON: {inner}")),
+    crate::json::from_slice_strict(raw).map_err(|e| match e {
+        StrictDecodeError::Json(e) => AppError::BadRequest(e.to_string()),
+        StrictDecodeError::Shape { path, message } if path == "." => {
+            AppError::Unprocessable(format!("the JSON body does not fit: {message}"))
+        }
+        StrictDecodeError::Shape { path, message } => {
+            AppError::Unprocessable(format!("field `{path}`: {message}"))
         }
     })
 }

@@ -1,7 +1,8 @@
 //! The HTTP surface: one module per surface (`api`, `audit`, `ops`), each
 //! owning its handlers and types; the chat channels add their own routers.
 //! This module assembles them with the layers every route shares: a body
-//! size limit (413), tracing, and panic-to-500 as a last resort.
+//! size limit (413), tracing, panic-to-500 as a last resort, and the rate
+//! limits that the shared auth extractor (`auth::Authed`) applies.
 
 pub mod api;
 pub mod audit;
@@ -11,6 +12,9 @@ pub mod openapi;
 pub mod ops;
 
 use axum::Router;
+use std::sync::Arc;
+
+use axum::Extension;
 use axum::extract::DefaultBodyLimit;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
@@ -21,6 +25,9 @@ use crate::service::App;
 /// The whole application router; `channels` are the Slack / Teams routers.
 pub fn router(app: App, channels: Vec<Router<App>>) -> Router {
     let limit = app.settings.max_body_bytes;
+    let rate_limits = Arc::new(crate::net::rate_limit::RateLimits::new(
+        &app.settings.network,
+    ));
     let mut r = Router::new()
         .merge(api::routes())
         .merge(audit::routes())
@@ -31,6 +38,7 @@ pub fn router(app: App, channels: Vec<Router<App>>) -> Router {
     }
     r.fallback(|| async { AppError::NotFound("no such endpoint; see GET /openapi.json".into()) })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(Extension(rate_limits))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(AppError::Internal(anyhow::anyhow!(

@@ -8,10 +8,10 @@ use uuid::Uuid;
 use super::App;
 use crate::clock;
 use crate::domain::policy::{ApprovalSpec, Effect, OnExpiry};
-use crate::domain::rules::{self, Refusal};
+use crate::domain::rules::{self, Attempt, PriorDecision, Refusal};
 use crate::domain::{PayloadHash, Principal, RequestContent, Status, Verdict};
 use crate::error::{AppError, AppResult};
-use crate::store::keys::ApiKey;
+use crate::store::keys::{self, ApiKey};
 use crate::store::requests::{self, Approval, NewRow};
 use crate::store::{AfterCommit, WriteCtx};
 
@@ -43,6 +43,10 @@ pub struct DecisionInput {
 
 impl App {
     pub async fn create_request(&self, key: &ApiKey, new: NewRequest) -> AppResult<Created> {
+        // Every surface builds its content its own way; the rule that decides
+        // must be the rule the canonical resource meets, so the check is
+        // here too, where they all meet.
+        crate::domain::Resource::parse(&new.content.resource).map_err(AppError::Unprocessable)?;
         let policy = self.policy();
         let eval = policy.evaluate(
             new.content.action.as_str(),
@@ -58,6 +62,14 @@ impl App {
             return Err(AppError::Unprocessable(
                 "callback_url needs the server to have a webhook secret (COUNTERSIGN_WEBHOOK_SECRET); ask the operator or long-poll instead".into(),
             ));
+        }
+        if let Some(url) = &new.callback_url {
+            // Every surface's callback URL is judged here, once (src/net/egress.rs).
+            self.settings
+                .webhook_destinations
+                .vet(url)
+                .await
+                .map_err(AppError::Unprocessable)?;
         }
         let spec = match &effect {
             Effect::RequireApproval(spec) => Some(spec.clone()),
@@ -169,8 +181,20 @@ impl App {
     }
 
     /// Records one decision through the rules. A refusal is audited and
-    /// committed, then returned as `AppError::Refused`.
+    /// committed, then returned as `AppError::Refused`. For chat decisions,
+    /// which are made with no API key.
     pub async fn decide(&self, input: DecisionInput) -> AppResult<Approval> {
+        self.decide_with_key(input, None).await
+    }
+
+    /// [`decide`](Self::decide) for a decision made with an API key owned by
+    /// `key_owner`: that person decides too, so the rules hold them to the
+    /// same conditions as the key's principal.
+    pub async fn decide_with_key(
+        &self,
+        input: DecisionInput,
+        key_owner: Option<Principal>,
+    ) -> AppResult<Approval> {
         if let Some(c) = &input.comment {
             crate::domain::request::check_text("comment", c, 2000, false)
                 .map_err(AppError::Unprocessable)?;
@@ -184,19 +208,31 @@ impl App {
                     let Some(req) = requests::load(&mut ctx.conn, id).await? else {
                         return Err(AppError::NotFound(format!("no approval request has id {id}")));
                     };
-                    if let Some(h) = &input.payload_sha256
-                        && h != &req.payload_sha256
-                    {
-                        return Err(AppError::Conflict(format!(
-                            "payload_sha256 {h} is not the hash of this request's payload ({}): decide on what you were shown",
-                            req.payload_sha256
-                        )));
-                    }
                     let prior_list = req.prior_principals();
-                    let prior = requests::prior(&prior_list);
-                    let verdict = rules::decide(&req.facts(), &prior, &input.who, input.verdict, input.comment.as_deref());
+                    let owners = keys::decision_key_owners(&mut ctx.conn, id).await?;
+                    let prior: Vec<PriorDecision<'_>> = prior_list
+                        .iter()
+                        .map(|(p, v)| PriorDecision {
+                            principal: p,
+                            verdict: *v,
+                            key_owner: owners.iter().find(|(d, _)| d == p).map(|(_, o)| o),
+                        })
+                        .collect();
+                    let attempt = Attempt {
+                        who: &input.who,
+                        key_owner: key_owner.as_ref(),
+                        verdict: input.verdict,
+                        comment: input.comment.as_deref(),
+                        payload_sha256: input.payload_sha256.as_deref(),
+                        now: ctx.now,
+                    };
+                    let verdict = rules::decide(&req.facts(), &prior, &attempt);
                     let reqref = Some((id, req.action.as_str()));
                     let actor = input.who.as_str().to_string();
+                    // Whether the decider named the payload they were shown:
+                    // chat always does; an API caller may not, and the trail
+                    // says so.
+                    let bound = input.payload_sha256.is_some();
                     match verdict {
                         Err(refusal) => {
                             // Bad input is not an event; every other refusal is.
@@ -206,6 +242,7 @@ impl App {
                             ctx.audit(&actor, reqref, "decision.blocked", &json!({
                                 "reason": refusal.code(), "message": refusal.message(),
                                 "verdict": input.verdict, "channel": input.channel, "status": req.status,
+                                "key_owner": key_owner, "payload_sha256": input.payload_sha256,
                             }))
                             .await?;
                             Ok(Err((refusal, req)))
@@ -213,9 +250,12 @@ impl App {
                         Ok(effect) => {
                             let now = ctx.now_str();
                             requests::insert_decision(&mut ctx.conn, id, &input.who, input.verdict, input.comment.as_deref(), input.channel, &now).await?;
+                            if let Some(owner) = &key_owner {
+                                keys::record_decision_key_owner(&mut ctx.conn, id, &input.who, owner).await?;
+                            }
                             ctx.audit(&actor, reqref, &format!("decision.{}", input.verdict.as_str()), &json!({
                                 "verdict": input.verdict, "comment": input.comment, "channel": input.channel,
-                                "payload_sha256": req.payload_sha256,
+                                "payload_sha256": req.payload_sha256, "bound": bound, "key_owner": key_owner,
                             }))
                             .await?;
                             if let Some(status) = effect.final_status() {
@@ -241,6 +281,11 @@ impl App {
         outcome.map_err(|(refusal, _)| AppError::Refused(refusal))
     }
 
+    /// Revokes an API key; see [`revoke_key`].
+    pub async fn revoke_key(&self, actor: &str, key_id: &str) -> AppResult<Vec<Uuid>> {
+        revoke_key(&self.store, &self.channels, actor, key_id).await
+    }
+
     /// Cancels a pending request; only its requester may.
     pub async fn cancel(&self, key: &ApiKey, id: Uuid) -> AppResult<Approval> {
         let key = key.clone();
@@ -253,8 +298,11 @@ impl App {
                             "no approval request has id {id}"
                         )));
                     };
-                    if req.requester != key.principal && !key.has(crate::store::keys::Scope::Admin)
-                    {
+                    // `admin` lets a person cancel anyone's request; an agent
+                    // holding it still cancels only its own (admin is for people).
+                    let may = req.requester == key.principal
+                        || (key.principal.is_human() && key.has(crate::store::keys::Scope::Admin));
+                    if !may {
                         return Err(AppError::NotFound(format!(
                             "no approval request has id {id}"
                         )));
@@ -319,6 +367,57 @@ impl App {
         }
     }
 }
+
+/// Revokes an API key and, in the same write, cancels every pending request
+/// made with it (each audited `request.cancelled` with reason "key
+/// revoked"), through [`on_final`] like any cancellation: chat messages
+/// update and the request's callback gets its final `cancelled` webhook, so
+/// a waiting agent stops waiting, while nothing the key asked for can be
+/// approved any more. Returns the cancelled requests.
+///
+/// A free function, so the CLI (which has a store and its settings' chat
+/// channels, not a running service) revokes exactly as the service would.
+pub async fn revoke_key(
+    store: &crate::store::Store,
+    channels: &[&'static str],
+    actor: &str,
+    key_id: &str,
+) -> AppResult<Vec<Uuid>> {
+    let actor = actor.to_string();
+    let key_id = key_id.to_string();
+    let channels = channels.to_vec();
+    store
+        .write(move |ctx| {
+            Box::pin(async move {
+                keys::revoke_in(ctx, &actor, &key_id).await?;
+                let ids = keys::pending_requests_of(&mut ctx.conn, &key_id).await?;
+                let now = ctx.now_str();
+                for &id in &ids {
+                    let Some(req) = requests::load(&mut ctx.conn, id).await? else {
+                        continue;
+                    };
+                    requests::finalize(&mut ctx.conn, id, Status::Cancelled, &now, &actor, REVOKED)
+                        .await?;
+                    ctx.audit(
+                        &actor,
+                        Some((id, &req.action)),
+                        "request.cancelled",
+                        &json!({ "by": actor, "reason": REVOKED, "key_id": key_id }),
+                    )
+                    .await?;
+                    let after = requests::load(&mut ctx.conn, id)
+                        .await?
+                        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("request vanished")))?;
+                    on_final(ctx, &channels, &after).await?;
+                }
+                Ok(ids)
+            })
+        })
+        .await
+}
+
+/// The reason recorded on requests cancelled by their key's revocation.
+pub const REVOKED: &str = "key revoked";
 
 /// Queues what a final state sends out: chat updates, the webhook, wake-ups.
 pub(crate) async fn on_final(

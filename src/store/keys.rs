@@ -16,7 +16,8 @@ use uuid::Uuid;
 
 use crate::domain::Principal;
 use crate::error::{AppError, AppResult};
-use crate::store::Store;
+use crate::store::{Store, WriteCtx};
+use sqlx::SqliteConnection;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -191,37 +192,100 @@ pub async fn create(store: &Store, actor: &str, new: NewKey) -> AppResult<(Uuid,
     Ok((id, token))
 }
 
-pub async fn revoke(store: &Store, actor: &str, id: &str) -> AppResult<()> {
-    let id = id.to_string();
-    let actor = actor.to_string();
-    store
-        .write(move |ctx| {
-            Box::pin(async move {
-                let now = ctx.now_str();
-                let row: Option<(String, Option<String>)> =
-                    sqlx::query_as("SELECT principal, revoked_at FROM api_keys WHERE id = ?")
-                        .bind(&id)
-                        .fetch_optional(&mut ctx.conn)
-                        .await?;
-                match row {
-                    None => Err(AppError::NotFound(format!("no API key has id {id}"))),
-                    Some((_, Some(at))) => Err(AppError::Conflict(format!(
-                        "key {id} was already revoked at {at}"
-                    ))),
-                    Some((principal, None)) => {
-                        sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ?")
-                            .bind(&now)
-                            .bind(&id)
-                            .execute(&mut ctx.conn)
-                            .await?;
-                        let data = serde_json::json!({ "key_id": id, "principal": principal });
-                        ctx.audit(&actor, None, "key.revoked", &data).await?;
-                        Ok(())
-                    }
-                }
+/// Marks a key revoked inside the caller's write and returns its
+/// principal. The caller (`service::approvals::revoke_key`) cancels the
+/// key's pending requests in the same write, so no moment exists in which
+/// the key is revoked but its requests are still approvable.
+pub async fn revoke_in(ctx: &mut WriteCtx, actor: &str, id: &str) -> AppResult<String> {
+    let now = ctx.now_str();
+    let row: Option<(String, Option<String>)> =
+        sqlx::query_as("SELECT principal, revoked_at FROM api_keys WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut ctx.conn)
+            .await?;
+    match row {
+        None => Err(AppError::NotFound(format!("no API key has id {id}"))),
+        Some((_, Some(at))) => Err(AppError::Conflict(format!(
+            "key {id} was already revoked at {at}"
+        ))),
+        Some((principal, None)) => {
+            sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ?")
+                .bind(&now)
+                .bind(id)
+                .execute(&mut ctx.conn)
+                .await?;
+            let data = serde_json::json!({ "key_id": id, "principal": principal });
+            ctx.audit(actor, None, "key.revoked", &data).await?;
+            Ok(principal)
+        }
+    }
+}
+
+/// The pending requests made with a key, oldest first.
+pub async fn pending_requests_of(
+    conn: &mut SqliteConnection,
+    key_id: &str,
+) -> AppResult<Vec<Uuid>> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM approval_requests WHERE key_id = ? AND status = 'pending' ORDER BY id",
+    )
+    .bind(key_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    ids.iter()
+        .map(|id| {
+            Uuid::parse_str(id).map_err(|_| {
+                AppError::Internal(anyhow::anyhow!("stored request id {id} is not a UUID"))
             })
         })
-        .await
+        .collect()
+}
+
+/// Records the owner of the key the decision just inserted by `who` on
+/// `request_id` was made with (see migrations/0005).
+pub async fn record_decision_key_owner(
+    conn: &mut SqliteConnection,
+    request_id: Uuid,
+    who: &Principal,
+    owner: &Principal,
+) -> AppResult<()> {
+    sqlx::query(
+        "UPDATE decisions SET key_owner = ? WHERE id = \
+         (SELECT MAX(id) FROM decisions WHERE request_id = ? AND principal = ?)",
+    )
+    .bind(owner.as_str())
+    .bind(request_id.to_string())
+    .bind(who.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// For each decision on a request made with an owned key: who decided, and
+/// the key's owner.
+pub async fn decision_key_owners(
+    conn: &mut SqliteConnection,
+    request_id: Uuid,
+) -> AppResult<Vec<(Principal, Principal)>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT principal, key_owner FROM decisions WHERE request_id = ? AND key_owner IS NOT NULL ORDER BY id",
+    )
+    .bind(request_id.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|(p, o)| {
+            let bad = |_| {
+                AppError::Internal(anyhow::anyhow!(
+                    "stored decision on {request_id} has a bad principal"
+                ))
+            };
+            Ok((
+                Principal::parse(&p).map_err(bad)?,
+                Principal::parse(&o).map_err(bad)?,
+            ))
+        })
+        .collect()
 }
 
 pub async fn list(store: &Store) -> AppResult<Vec<KeyInfo>> {

@@ -124,6 +124,10 @@ impl Approval {
             approvers: &self.approvers,
             decided_by: self.decided_by.as_deref(),
             decided_at: self.decided_at.as_deref().and_then(crate::clock::parse),
+            // An unreadable deadline has passed: fail closed.
+            expires_at: crate::clock::parse(&self.expires_at)
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC),
+            payload_sha256: &self.payload_sha256,
         }
     }
 
@@ -150,6 +154,7 @@ pub fn prior<'a>(list: &'a [(Principal, Verdict)]) -> Vec<PriorDecision<'a>> {
         .map(|(p, v)| PriorDecision {
             principal: p,
             verdict: *v,
+            key_owner: None,
         })
         .collect()
 }

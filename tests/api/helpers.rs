@@ -32,6 +32,9 @@ pub fn settings_in(dir: &std::path::Path) -> Settings {
     s.signing_key = dir.join("audit-key.pem");
     s.listen = "127.0.0.1:0".parse().unwrap();
     s.webhook_secret = Some(Secret::new("test-webhook-secret"));
+    // Test receivers listen on loopback, which only an explicit entry admits.
+    s.webhook_destinations =
+        countersign::net::egress::Destinations::allowlist("127.0.0.1").unwrap();
     s.outbox.retry_base = std::time::Duration::from_millis(50);
     s.outbox.retry_max = std::time::Duration::from_millis(200);
     s

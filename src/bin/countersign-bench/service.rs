@@ -47,6 +47,11 @@ impl Setup {
         c.arg("--db").arg(&self.db);
         // The service's own defaults decide the log level, not the shell's.
         c.env_remove("RUST_LOG");
+        // The load comes from a few keys at thousands of requests per
+        // second, and scenario g holds 10,000 long-polls at once: neither
+        // the per-key rate limit nor the default connection cap may shape it.
+        c.env("COUNTERSIGN_RATE_LIMIT", "0");
+        c.env("COUNTERSIGN_MAX_CONNECTIONS", "20000");
         for (k, v) in &self.env {
             c.env(k, v);
         }

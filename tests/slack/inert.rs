@@ -189,3 +189,43 @@ async fn a_click_whose_button_carries_no_payload_hash_is_refused_and_audited() {
     .await;
     assert!(t.fake.calls("views.open").is_empty());
 }
+
+#[tokio::test]
+async fn an_interaction_payload_with_a_key_twice_is_refused_400_and_changes_nothing() {
+    let t = spawn_slack(None).await;
+    let agent = t.app.agent().await;
+    let (id, post) = t.create_posted(&agent, export_request()).await;
+    let click = t
+        .block_actions(
+            CAROL,
+            "countersign_approve",
+            &button(&post, "countersign_approve").unwrap(),
+        )
+        .to_string();
+    // Two spellings of one click: the user twice, or the actions twice.
+    let twice_user = click.replacen(
+        "\"id\":\"U0CAROL\"",
+        "\"id\":\"U0BOB\",\"id\":\"U0CAROL\"",
+        1,
+    );
+    let twice_actions = click.replacen("\"actions\":", "\"actions\":[],\"actions\":", 1);
+    for raw in [twice_user, twice_actions] {
+        assert_ne!(raw, click, "the duplicate was spliced in");
+        let res = t
+            .signed("/slack/interactions", form(&[("payload", &raw)]))
+            .await;
+        assert_eq!(res.status(), 400);
+        let problem: Value = res.json().await.unwrap();
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("duplicate key"),
+            "{problem}"
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(t.decisions(&id).await, 0);
+    assert_eq!(t.count_kind(&id, "decision.blocked").await, 0);
+    assert_eq!(t.status(&id).await, "pending");
+}

@@ -155,3 +155,54 @@ async fn a_teams_click_without_a_payload_hash_is_refused_and_audited() {
         .count();
     assert_eq!(blocked, 2);
 }
+
+#[tokio::test]
+async fn an_activity_with_a_key_twice_is_refused_400_and_changes_nothing() {
+    let t = spawn_teams().await;
+    let (agent, request, _) = t.create_and_post().await;
+    let id = request["id"].as_str().unwrap();
+    let click = t
+        .click_activity("bob", "approve", &request, None)
+        .to_string();
+    let hash = request["payload_sha256"].as_str().unwrap();
+    // The card's hash twice (a reader of the bytes sees the first), or the
+    // verb twice.
+    let twice_hash = click.replacen(
+        &format!("\"payload_sha256\":\"{hash}\""),
+        &format!(
+            "\"payload_sha256\":\"{}\",\"payload_sha256\":\"{hash}\"",
+            "0".repeat(64)
+        ),
+        1,
+    );
+    let twice_verb = click.replacen(
+        "\"verb\":\"approve\"",
+        "\"verb\":\"deny\",\"verb\":\"approve\"",
+        1,
+    );
+    let before = t.footprint().await;
+    for raw in [twice_hash, twice_verb] {
+        assert_ne!(raw, click, "the duplicate was spliced in");
+        let res = t
+            .app
+            .client
+            .post(t.app.url("/teams/messages"))
+            .header("authorization", format!("Bearer {}", t.token()))
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400);
+        let problem: serde_json::Value = res.json().await.unwrap();
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("duplicate key"),
+            "{problem}"
+        );
+    }
+    assert_eq!(t.footprint().await, before);
+    assert_eq!(t.app.status_of(&agent, id).await, "pending");
+}

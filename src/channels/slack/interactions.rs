@@ -9,7 +9,8 @@
 //! decision is committed before Slack hears 200) and answers regardless.
 //!
 //! The payload is read into only the fields used here, so an unfamiliar
-//! element elsewhere in Slack's payload cannot make a click fail.
+//! element elsewhere in Slack's payload cannot make a click fail; it is
+//! read strictly ([`crate::json`]): a key twice anywhere is a 400.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -124,7 +125,9 @@ pub async fn handle(
     let body = slack.verify(&headers, &body)?;
     let payload = form_field(body, "payload")
         .ok_or_else(|| AppError::BadRequest("expected a form field named payload".into()))?;
-    let interaction: Interaction = serde_json::from_str(&payload)
+    // Strict: a payload with a key twice could show one value to a reader
+    // of the bytes and act on another.
+    let interaction: Interaction = crate::json::from_slice_strict(payload.as_bytes())
         .map_err(|e| AppError::BadRequest(format!("the interaction payload is not valid: {e}")))?;
     match interaction {
         Interaction::BlockActions(ev) => {
@@ -279,7 +282,7 @@ async fn view_submission(slack: Arc<Slack>, ev: ViewSubmission) -> AppResult<Res
         .view
         .private_metadata
         .as_deref()
-        .and_then(|m| serde_json::from_str(m).ok())
+        .and_then(|m| crate::json::from_slice_strict(m.as_bytes()).ok())
         .ok_or_else(|| AppError::BadRequest("the deny form lost its request".into()))?;
     let request_id = Uuid::parse_str(&context.request_id)
         .map_err(|_| AppError::BadRequest("the deny form lost its request".into()))?;

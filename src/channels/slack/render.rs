@@ -571,8 +571,10 @@ impl ButtonValue {
     pub fn encode(&self) -> String {
         serde_json::to_string(self).expect("strings serialize")
     }
+    /// Strict, like every JSON we read: a value with a key twice is not
+    /// one of ours.
     pub fn decode(s: &str) -> Option<Self> {
-        serde_json::from_str(s).ok()
+        crate::json::from_slice_strict(s.as_bytes()).ok()
     }
 }
 

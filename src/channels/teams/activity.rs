@@ -146,7 +146,9 @@ pub async fn handle(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let verified = teams.verifier.verify(authorization).await?;
-    let activity: Activity = serde_json::from_slice(&body).map_err(|e| {
+    // Strict: an activity with a key twice (two `payload_sha256`s, say)
+    // could show one value to a reader of the bytes and act on another.
+    let activity: Activity = crate::json::from_slice_strict(&body).map_err(|e| {
         AppError::BadRequest(format!("the body is not a Bot Framework activity: {e}"))
     })?;
     verified.check_service_url(activity.service_url.as_deref())?;

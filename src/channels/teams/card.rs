@@ -15,9 +15,12 @@
 //!   `audit <id>` shows it all ([`text::cut`]);
 //! - text in a `TextBlock` or a `FactSet` (which Teams renders as
 //!   markdown) is ours, or goes through [`escape`], which backslash-escapes
-//!   every markdown and mention character. Every template is
-//! rendered with sample data and checked against the 1.5 element list at
-//! start, so a broken override stops the service before it posts anything.
+//!   every markdown and mention character.
+//!
+//! Every template is rendered with sample data and checked against the 1.5
+//! element list at start, and for sample agent text left where Teams
+//! renders markdown, so a broken override stops the service before it posts
+//! anything.
 
 use std::path::Path;
 

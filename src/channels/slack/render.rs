@@ -589,6 +589,9 @@ struct Next {
 impl Next {
     fn new(query: &str, page: u32) -> Self {
         let q = query.trim();
+        // Shown in a code span, where only a backtick (or a line break)
+        // could end it early; `*` and `_` stay as typed so the command can
+        // be copied.
         let command = escape_clip(
             &if q.is_empty() {
                 format!("/audit page:{page}")
@@ -596,7 +599,9 @@ impl Next {
                 format!("/audit {q} page:{page}")
             },
             500,
-        );
+        )
+        .replace('`', "ˋ")
+        .replace('\n', " ");
         let value = if q.len() <= 1500 {
             json!({ "q": q, "p": page }).to_string()
         } else {

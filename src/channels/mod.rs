@@ -2,8 +2,10 @@
 //! `<name>.update` outbox handler and its own HTTP routes; all of them
 //! record decisions through `App::decide`, never on their own.
 
+pub mod binding;
 pub mod slack;
 pub mod teams;
+pub mod text;
 
 use axum::Router;
 

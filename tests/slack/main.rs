@@ -11,5 +11,6 @@ mod support;
 mod audit_command;
 mod decisions;
 mod delivery;
+mod inert;
 mod manifest;
 mod signatures;

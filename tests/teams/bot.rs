@@ -597,6 +597,63 @@ fn collect_text(v: &Value, out: &mut String) {
     }
 }
 
+/// The texts Teams renders as markdown: every TextBlock's text and every
+/// fact's title and value, one per line.
+pub fn markdown_texts(card: &Value) -> String {
+    let mut out = String::new();
+    walk_kinds(card, &mut |kind, obj| {
+        if kind == "TextBlock"
+            && let Some(t) = obj.get("text").and_then(Value::as_str)
+        {
+            out.push_str(t);
+            out.push('\n');
+        }
+        if kind == "FactSet" {
+            for f in obj
+                .get("facts")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                for k in ["title", "value"] {
+                    if let Some(t) = f.get(k).and_then(Value::as_str) {
+                        out.push_str(t);
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+    });
+    out
+}
+
+/// The texts Teams shows as plain text: every TextRun's, one per line.
+pub fn text_runs(card: &Value) -> String {
+    let mut out = String::new();
+    walk_kinds(card, &mut |kind, obj| {
+        if kind == "TextRun"
+            && let Some(t) = obj.get("text").and_then(Value::as_str)
+        {
+            out.push_str(t);
+            out.push('\n');
+        }
+    });
+    out
+}
+
+fn walk_kinds(v: &Value, f: &mut dyn FnMut(&str, &serde_json::Map<String, Value>)) {
+    match v {
+        Value::Object(m) => {
+            if let Some(kind) = m.get("type").and_then(Value::as_str) {
+                f(kind, m);
+            }
+            m.values().for_each(|v| walk_kinds(v, f));
+        }
+        Value::Array(items) => items.iter().for_each(|i| walk_kinds(i, f)),
+        _ => {}
+    }
+}
+
 /// The verbs of a card's Action.Execute buttons, nested ones included.
 pub fn verbs(card: &Value) -> Vec<String> {
     let mut out = Vec::new();

@@ -100,19 +100,20 @@ async fn agent_text_is_escaped_and_truncated_on_the_card() {
     body["details"] = json!({ "link": "[docs](https://evil.example)" });
     t.app.create(&agent, body).await;
     let post = t.bf.wait_for_post().await;
-    let text = card_text(post.card());
+    // Agent text reaches the card only in TextRuns, which Teams shows as
+    // plain text (it once was backslash-escaped markdown in TextBlocks).
+    let markdown = markdown_texts(post.card());
+    for live in ["here", "<at>", "now", "Urgent", "docs"] {
+        assert!(!markdown.contains(live), "{live} in markdown: {markdown}");
+    }
+    let runs = text_runs(post.card());
     assert!(
-        text.contains("Click \\[here\\]\\(https://evil.example\\)"),
-        "{text}"
+        runs.contains("Click [here](https://evil.example) <at>General</at> **now** x"),
+        "{runs}"
     );
-    assert!(text.contains("\\<at\\>General\\</at\\>"), "{text}");
-    assert!(text.contains("\\*\\*now\\*\\*"), "{text}");
-    assert!(text.contains("\\# Urgent - trust me"), "{text}");
-    assert!(
-        text.contains("\\[docs\\]\\(https://evil.example\\)"),
-        "{text}"
-    );
-    assert!(!text.contains(&"x".repeat(600)), "the summary is truncated");
-    assert!(text.contains('…'));
+    assert!(runs.contains("# Urgent\n- trust me"), "{runs}");
+    assert!(runs.contains("[docs](https://evil.example)"), "{runs}");
+    assert!(!runs.contains(&"x".repeat(600)), "the summary is truncated");
+    assert!(runs.contains("more characters hidden: audit "), "{runs}");
     assert!(post.body.to_string().len() < 28 * 1024);
 }

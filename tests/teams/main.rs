@@ -12,5 +12,6 @@ mod cards;
 mod conversations;
 mod decisions;
 mod delivery;
+mod inert;
 mod package;
 mod tokens;

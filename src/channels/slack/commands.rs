@@ -131,7 +131,7 @@ struct PageRequest {
 
 /// The "Next page" button of an answer: replaces it with the next page.
 pub async fn next_page(slack: &Slack, to: &Recipient, value: &str) {
-    let Ok(req) = serde_json::from_str::<PageRequest>(value) else {
+    let Ok(req) = crate::json::from_slice_strict::<PageRequest>(value.as_bytes()) else {
         return;
     };
     let content = answer(slack, to, &format!("{} page:{}", req.q, req.p)).await;

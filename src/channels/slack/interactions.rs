@@ -9,7 +9,8 @@
 //! decision is committed before Slack hears 200) and answers regardless.
 //!
 //! The payload is read into only the fields used here, so an unfamiliar
-//! element elsewhere in Slack's payload cannot make a click fail.
+//! element elsewhere in Slack's payload cannot make a click fail; it is
+//! read strictly ([`crate::json`]): a key twice anywhere is a 400.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use uuid::Uuid;
 
 use super::render::{self, ButtonValue};
 use super::{Recipient, Slack, form_field, within_budget};
+use crate::channels::binding;
 use crate::domain::Verdict;
 use crate::error::{AppError, AppResult};
 use crate::service::approvals::DecisionInput;
@@ -101,7 +103,9 @@ struct StateValue {
 #[derive(Debug, Serialize, Deserialize)]
 struct DenyContext {
     request_id: String,
-    payload_sha256: String,
+    /// Always set by us; a submission without it is refused as unbound.
+    #[serde(default)]
+    payload_sha256: Option<String>,
     channel: Option<String>,
     response_url: Option<String>,
 }
@@ -121,7 +125,9 @@ pub async fn handle(
     let body = slack.verify(&headers, &body)?;
     let payload = form_field(body, "payload")
         .ok_or_else(|| AppError::BadRequest("expected a form field named payload".into()))?;
-    let interaction: Interaction = serde_json::from_str(&payload)
+    // Strict: a payload with a key twice could show one value to a reader
+    // of the bytes and act on another.
+    let interaction: Interaction = crate::json::from_slice_strict(payload.as_bytes())
         .map_err(|e| AppError::BadRequest(format!("the interaction payload is not valid: {e}")))?;
     match interaction {
         Interaction::BlockActions(ev) => {
@@ -155,9 +161,22 @@ async fn block_actions(slack: Arc<Slack>, ev: BlockActions) {
     }
 }
 
-fn bound(value: &str) -> Option<(Uuid, ButtonValue)> {
+/// The request a button points at and the payload hash it carries (None
+/// when it carries none: such a click is refused, see [`binding`]).
+fn bound(value: &str) -> Option<(Uuid, Option<String>)> {
     let v = ButtonValue::decode(value)?;
-    Some((Uuid::parse_str(&v.request_id).ok()?, v))
+    Some((
+        Uuid::parse_str(&v.request_id).ok()?,
+        binding::shown_hash(v.payload_sha256.as_deref()),
+    ))
+}
+
+/// Audits a click without a payload hash and tells the clicker.
+async fn refuse_unbound(slack: &Slack, to: &Recipient, who: &str, id: Uuid, verdict: Verdict) {
+    if let Err(e) = binding::refuse_unbound(&slack.app, who, id, verdict, super::CHANNEL).await {
+        tracing::error!(error = %e, "recording an unbound Slack click failed");
+    }
+    slack.tell(to, binding::UNBOUND).await;
 }
 
 const NOT_OURS: &str = "This button did not come from Countersign, so nothing was recorded.";
@@ -170,6 +189,9 @@ async fn approve(slack: &Slack, to: &Recipient, value: &str) {
         Ok(p) => p,
         Err(why) => return slack.tell(to, &why.message()).await,
     };
+    let Some(shown) = shown else {
+        return refuse_unbound(slack, to, who.as_str(), request_id, Verdict::Approve).await;
+    };
     let decided = slack
         .app
         .decide(DecisionInput {
@@ -178,7 +200,7 @@ async fn approve(slack: &Slack, to: &Recipient, value: &str) {
             verdict: Verdict::Approve,
             comment: None,
             channel: super::CHANNEL,
-            payload_sha256: Some(shown.payload_sha256),
+            payload_sha256: Some(shown),
         })
         .await;
     // Success needs no reply: the message itself is updated in place.
@@ -205,9 +227,14 @@ async fn open_deny_modal(slack: &Slack, to: &Recipient, value: &str, trigger: Op
         return slack.tell(to, NOT_OURS).await;
     };
     // An unmapped account is told now rather than after typing a reason.
-    if let Err(why) = slack.identities.resolve(&to.team, &to.user).await {
-        return slack.tell(to, &why.message()).await;
-    }
+    let who = match slack.identities.resolve(&to.team, &to.user).await {
+        Ok(p) => p,
+        Err(why) => return slack.tell(to, &why.message()).await,
+    };
+    // So is a click that is not bound to a payload.
+    let Some(shown) = shown else {
+        return refuse_unbound(slack, to, who.as_str(), request_id, Verdict::Deny).await;
+    };
     let approval = match requests::get(&slack.app.store.pool, request_id).await {
         Ok(Some(a)) => a,
         Ok(None) => {
@@ -219,7 +246,7 @@ async fn open_deny_modal(slack: &Slack, to: &Recipient, value: &str, trigger: Op
     };
     let context = DenyContext {
         request_id: request_id.to_string(),
-        payload_sha256: shown.payload_sha256,
+        payload_sha256: Some(shown),
         channel: to.channel.clone(),
         response_url: to.response_url.clone(),
     };
@@ -255,7 +282,7 @@ async fn view_submission(slack: Arc<Slack>, ev: ViewSubmission) -> AppResult<Res
         .view
         .private_metadata
         .as_deref()
-        .and_then(|m| serde_json::from_str(m).ok())
+        .and_then(|m| crate::json::from_slice_strict(m.as_bytes()).ok())
         .ok_or_else(|| AppError::BadRequest("the deny form lost its request".into()))?;
     let request_id = Uuid::parse_str(&context.request_id)
         .map_err(|_| AppError::BadRequest("the deny form lost its request".into()))?;
@@ -286,6 +313,9 @@ async fn view_submission(slack: Arc<Slack>, ev: ViewSubmission) -> AppResult<Res
             Ok(p) => p,
             Err(why) => return slack.tell(&to, &why.message()).await,
         };
+        let Some(shown) = binding::shown_hash(context.payload_sha256.as_deref()) else {
+            return refuse_unbound(&slack, &to, who.as_str(), request_id, Verdict::Deny).await;
+        };
         let decided = slack
             .app
             .decide(DecisionInput {
@@ -294,7 +324,7 @@ async fn view_submission(slack: Arc<Slack>, ev: ViewSubmission) -> AppResult<Res
                 verdict: Verdict::Deny,
                 comment: Some(reason.trim().to_string()),
                 channel: super::CHANNEL,
-                payload_sha256: Some(context.payload_sha256),
+                payload_sha256: Some(shown),
             })
             .await;
         if let Err(e) = decided {

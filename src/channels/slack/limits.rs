@@ -5,7 +5,10 @@
 //! - [`escape`] runs on every string an agent (or anyone but us) supplied,
 //!   before it reaches a template, so agent text cannot ping `@channel`,
 //!   mention a user or disguise a link: Slack only parses `<…>` sequences,
-//!   and after escaping there are none.
+//!   and after escaping there are none. Built-in templates put such text
+//!   only in `plain_text` objects, where nothing formats; the few lines that
+//!   must be mrkdwn (mentions, date tokens) take agent text through
+//!   [`mrkdwn`], which also defuses `*_~` and backticks.
 //! - [`fit`] runs on every rendered block list, whatever the template
 //!   (built-in or an operator's override) did, so a message never exceeds
 //!   Slack's limits: Slack rejects the whole message otherwise, and an
@@ -14,6 +17,8 @@
 //!   bare `@here`, `#channel` and URLs.
 
 use serde_json::{Value, json};
+
+use crate::channels::text;
 
 pub const MAX_BLOCKS: usize = 50;
 pub const MAX_TEXT: usize = 3000;
@@ -31,15 +36,53 @@ pub const MAX_LABEL: usize = 2000;
 /// The top-level `text` of a message (the notification fallback).
 pub const MAX_FALLBACK: usize = 3000;
 
-/// Escapes the three characters Slack's mrkdwn treats as control
-/// characters. Slack decodes these entities when it displays text.
+/// Makes agent text safe for a `plain_text` object (and harmless in
+/// mrkdwn): invisible characters spelled out ([`text::visible`]), then the
+/// three characters Slack treats as control characters in every text
+/// object turned into the entities Slack decodes when it displays text.
+/// After this there is no `<…>` sequence, so nothing pings or links.
 pub fn escape(s: &str) -> String {
+    entities(&text::visible(s, true))
+}
+
+fn entities(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Makes agent text inert inside a `mrkdwn` object, on one line.
+///
+/// Slack's mrkdwn has no escape character (its formatting guide lists only
+/// the `&`, `<`, `>` entities, and a backslash shows as a backslash), so
+/// `*bold*`, `_italic_`, `~strike~` and `` `code` `` cannot be escaped, only
+/// defused: each marker becomes a look-alike that Slack does not parse
+/// (`∗ ˍ ∼ ˋ`), the approach jsx-slack documents for the same problem.
+/// Line breaks become ` ⏎ ` (no new line, so no `>` quote or list can
+/// start), and a leading `>` becomes `＞`, because Slack renders `&gt;` at
+/// the start of a line as a quote too. Use `plain_text` instead wherever
+/// Block Kit allows; this is for the lines that must stay mrkdwn (they carry
+/// mentions or date tokens).
+pub fn mrkdwn(s: &str) -> String {
+    let one_line = text::visible(s, false);
+    let mut out = String::with_capacity(one_line.len());
+    for (i, c) in one_line.chars().enumerate() {
+        match c {
+            '>' if i == 0 => out.push('＞'),
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '*' => out.push('∗'),
+            '_' => out.push('ˍ'),
+            '~' => out.push('∼'),
+            '`' => out.push('ˋ'),
             c => out.push(c),
         }
     }
@@ -174,6 +217,18 @@ mod tests {
             escape("<!channel> <@U123> <https://evil|click> & co"),
             "&lt;!channel&gt; &lt;@U123&gt; &lt;https://evil|click&gt; &amp; co"
         );
+    }
+
+    #[test]
+    fn in_mrkdwn_no_formatting_marker_stays_live_and_nothing_breaks_the_line() {
+        let s = mrkdwn("> *APPROVED BY SECURITY*\n~x~ `code` _i_ <!channel>\u{202E}");
+        assert_eq!(
+            s,
+            "＞ ∗APPROVED BY SECURITY∗ ⏎ ∼x∼ ˋcodeˋ ˍiˍ &lt;!channel&gt;[U+202E]"
+        );
+        for live in ['*', '_', '~', '`', '<', '\n'] {
+            assert!(!s.contains(live), "{live:?} is live in {s}");
+        }
     }
 
     #[test]

@@ -19,7 +19,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use slack_morphism::prelude::*;
 
-use super::limits::{self, clip, escape, escape_clip};
+use super::limits::{self, clip, escape, escape_clip, mrkdwn};
+use crate::channels::text::{self, Limit};
 use crate::domain::audit_command::HELP;
 use crate::domain::{Risk, Status};
 use crate::service::audit_query::AuditAnswer;
@@ -202,7 +203,10 @@ impl Templates {
                     AUDIT_TIMELINE,
                     json!({
                         "r": RequestView::new(request, names),
-                        "a": { "events": shown, "page": page, "next": next(more) },
+                        "a": {
+                            "events": shown, "page": page, "next": next(more),
+                            "payload": if page <= 1 { full_payload(request) } else { vec![] },
+                        },
                     }),
                     format!("Timeline of request {}", request.id),
                 )
@@ -242,20 +246,58 @@ impl Templates {
     }
 
     /// Renders every template once with sample data.
+    /// The sample agent text carries [`samples::CANARY`], a live mrkdwn
+    /// marker: finding it unescaped in a mrkdwn object means a template
+    /// (an operator's override, say) put agent text where Slack would
+    /// format it, and the service refuses to start with it.
     fn check(&self) -> anyhow::Result<()> {
         let names = SlackNames::new();
+        let inert = |name: &str, v: Value| match live_agent_markup(&v) {
+            Some(text) => Err(anyhow::anyhow!(
+                "Slack template {name} puts agent text in a mrkdwn object, where Slack would format it ({text:?}); put it in a plain_text object"
+            )),
+            None => Ok(()),
+        };
         for a in samples::approvals() {
-            self.request_message(&a, &names)?;
-            self.deny_modal(&a, "{}".into())?;
+            let m = self.request_message(&a, &names)?;
+            inert(REQUEST, serde_json::to_value(&m.blocks)?)?;
+            let modal = self.deny_modal(&a, "{}".into())?;
+            inert(DENY_MODAL, serde_json::to_value(&modal)?)?;
         }
         for (answer, page) in samples::audit_answers() {
-            self.audit(&answer, page, "pending", &names)?;
+            let m = self.audit(&answer, page, "pending", &names)?;
+            inert("the /audit answers", serde_json::to_value(&m.blocks)?)?;
         }
         Ok(())
     }
 }
 
-/// A request as templates see it: agent text escaped and shortened.
+/// The text of the first mrkdwn object holding the sample agent text's
+/// marker unescaped, if any.
+fn live_agent_markup(v: &Value) -> Option<String> {
+    match v {
+        Value::Object(map) => {
+            if map.get("type").and_then(Value::as_str) == Some("mrkdwn")
+                && let Some(text) = map.get("text").and_then(Value::as_str)
+                && text.contains(samples::CANARY)
+            {
+                return Some(text.to_string());
+            }
+            map.values().find_map(live_agent_markup)
+        }
+        Value::Array(list) => list.iter().find_map(live_agent_markup),
+        _ => None,
+    }
+}
+
+/// A request as templates see it. Every agent-supplied value (action,
+/// resource, summary, justification, details, principals, comments) is
+/// made visible and cut to the shared limits ([`text::cut`]: a cut value
+/// says how much is hidden and that `/audit <id>` shows it all), then
+/// escaped for a `plain_text` object, which is where the built-in templates
+/// put it. `progress` and `outcome` are the only mrkdwn lines (they carry
+/// mentions); what they hold of anyone else's text went through
+/// [`limits::mrkdwn`].
 #[derive(Debug, Serialize)]
 pub struct RequestView {
     pub id: String,
@@ -282,15 +324,19 @@ pub struct RequestView {
     pub payload_sha256: String,
     pub payload_sha256_short: String,
     pub required_approvals: u32,
+    /// mrkdwn: mentions of the approvers.
     pub approvals: Vec<String>,
-    /// "1 of 2 approvals — @bob".
+    /// mrkdwn: "1 of 2 approvals — @bob".
     pub progress: String,
     /// Ask "are you sure?" before an approval (high and critical risk).
     pub confirm: bool,
     /// What the buttons carry back: the request and the payload hash shown.
     pub button_value: String,
-    /// The final banner: who decided, when, why. None while pending.
+    /// mrkdwn: the final banner, who decided and when. None while pending.
     pub outcome: Option<String>,
+    /// plain_text: the denier's comment or the final state's reason.
+    pub outcome_note: Option<String>,
+    /// plain_text: who decided.
     pub decided_by: Option<String>,
     /// Notification text for clients that cannot show blocks.
     pub fallback: String,
@@ -302,10 +348,22 @@ pub struct Detail {
     pub value: String,
 }
 
-const MAX_DETAILS: usize = 20;
+/// The command that shows a request in full, for the notes on cut fields.
+pub const FULL_TEXT_COMMAND: &str = "/audit";
 
 impl RequestView {
     pub fn new(a: &Approval, names: &SlackNames) -> Self {
+        let id = a.id.to_string();
+        let full = text::FullText {
+            command: FULL_TEXT_COMMAND,
+            request_id: &id,
+        };
+        // Cut first (on the text as the reader will see it), then escape,
+        // so an entity is never cut and the hidden count is in characters
+        // the reader would have seen.
+        let plain = |s: &str, limit: Limit, multiline: bool| {
+            escape(&text::cut(s, limit, multiline, full).0)
+        };
         let approvals: Vec<String> = a
             .approvals
             .iter()
@@ -324,49 +382,69 @@ impl RequestView {
         let details: Vec<Detail> = a
             .details
             .iter()
-            .take(MAX_DETAILS)
+            .take(text::MAX_DETAILS)
             .map(|(k, v)| Detail {
-                key: escape_clip(k, 60),
-                value: escape_clip(
+                key: plain(k, Limit::DetailKey, false),
+                value: plain(
                     &match v {
                         Value::String(s) => s.clone(),
                         other => other.to_string(),
                     },
-                    300,
+                    Limit::DetailValue,
+                    true,
                 ),
             })
             .collect();
-        let resource = escape_clip(&a.resource, 300);
+        let resource = plain(&a.resource, Limit::Resource, false);
+        let action = plain(&a.action, Limit::Action, false);
         let fallback = match a.status {
             Status::Pending => format!(
                 "Approval needed: {} on {} ({} risk)",
-                a.action,
-                resource,
+                mrkdwn(&a.action),
+                mrkdwn(&a.resource),
                 a.risk.as_str()
             ),
-            s => format!("{}: {} on {}", title_case(s.as_str()), a.action, resource),
+            s => format!(
+                "{}: {} on {}",
+                title_case(s.as_str()),
+                mrkdwn(&a.action),
+                mrkdwn(&a.resource)
+            ),
         };
+        let outcome_note = match a.status {
+            Status::Pending => None,
+            Status::Denied => a
+                .denial
+                .as_ref()
+                .and_then(|d| d.comment.as_deref())
+                .map(|c| plain(c, Limit::Comment, true))
+                .or_else(|| a.reason.as_deref().map(|r| plain(r, Limit::Reason, true))),
+            _ => a.reason.as_deref().map(|r| plain(r, Limit::Reason, true)),
+        }
+        .filter(|n| !n.is_empty());
         Self {
-            id: a.id.to_string(),
             status: a.status.as_str(),
             status_emoji: status_emoji(a.status),
             pending: a.status == Status::Pending,
             risk: a.risk.as_str(),
             risk_label: a.risk.as_str().to_uppercase(),
             risk_emoji: risk_emoji(a.risk),
-            action: escape(&a.action),
+            action,
             resource,
-            summary: escape_clip(&a.summary, 1000),
+            summary: plain(&a.summary, Limit::Summary, true),
             justification: a
                 .justification
                 .as_deref()
                 .filter(|j| !j.trim().is_empty())
-                .map(|j| escape_clip(j, 1500)),
-            details_omitted: a.details.len().saturating_sub(MAX_DETAILS),
+                .map(|j| plain(j, Limit::Justification, true)),
+            details_omitted: a.details.len().saturating_sub(text::MAX_DETAILS),
             details,
-            requester: escape(a.requester.as_str()),
-            on_behalf_of: a.on_behalf_of.as_ref().map(|p| person(p.as_str(), names)),
-            policy_rule: escape_clip(&a.policy.rule, 100),
+            requester: plain(a.requester.as_str(), Limit::Principal, false),
+            on_behalf_of: a
+                .on_behalf_of
+                .as_ref()
+                .map(|p| plain(shown_principal(p.as_str()), Limit::Principal, false)),
+            policy_rule: plain(&a.policy.rule, Limit::PolicyRule, false),
             policy_version: escape(&a.policy.version.chars().take(12).collect::<String>()),
             expires: slack_date(&a.expires_at),
             expires_utc: utc(&a.expires_at),
@@ -376,20 +454,26 @@ impl RequestView {
             required_approvals: a.required_approvals,
             confirm: matches!(a.risk, Risk::High | Risk::Critical),
             button_value: ButtonValue {
-                request_id: a.id.to_string(),
-                payload_sha256: a.payload_sha256.clone(),
+                request_id: id.clone(),
+                payload_sha256: Some(a.payload_sha256.clone()),
             }
             .encode(),
             outcome: outcome(a, &approvals, names),
-            decided_by: a.decided_by.as_deref().map(|p| person(p, names)),
+            outcome_note,
+            decided_by: a
+                .decided_by
+                .as_deref()
+                .map(|p| plain(shown_principal(p), Limit::Principal, false)),
             approvals,
             progress,
             fallback,
+            id,
         }
     }
 }
 
-/// The final banner: who decided, when and why.
+/// The final banner (mrkdwn): who decided and when. What they said is in
+/// `outcome_note`, as plain text.
 fn outcome(a: &Approval, approvals: &[String], names: &SlackNames) -> Option<String> {
     let at = a.decided_at.as_deref().map(utc).unwrap_or_default();
     let by = a
@@ -397,36 +481,25 @@ fn outcome(a: &Approval, approvals: &[String], names: &SlackNames) -> Option<Str
         .as_deref()
         .map(|p| person(p, names))
         .unwrap_or_else(|| "the service".into());
-    let reason = a.reason.as_deref().map(|r| escape_clip(r, 500));
     Some(match a.status {
         Status::Pending => return None,
         Status::Approved if !approvals.is_empty() => {
             format!("✅ *Approved* by {} · {at}", approvals.join(", "))
         }
-        Status::Approved => format!(
-            "✅ *Approved* by {by} · {at}{}",
-            reason.map(|r| format!("\n{r}")).unwrap_or_default()
-        ),
-        Status::Denied => {
-            let comment = a
-                .denial
-                .as_ref()
-                .and_then(|d| d.comment.as_deref())
-                .map(|c| format!("\n>{}", escape_clip(c, 1000).replace('\n', "\n>")))
-                .or_else(|| reason.map(|r| format!("\n{r}")))
-                .unwrap_or_default();
-            format!("⛔ *Denied* by {by} · {at}{comment}")
-        }
-        Status::Expired => format!(
-            "⌛ *Expired* · {at}{}",
-            reason.map(|r| format!(" — {r}")).unwrap_or_default()
-        ),
+        Status::Approved => format!("✅ *Approved* by {by} · {at}"),
+        Status::Denied => format!("⛔ *Denied* by {by} · {at}"),
+        Status::Expired => format!("⌛ *Expired* · {at}"),
         Status::Cancelled => format!("🚫 *Cancelled* by {by} · {at}"),
     })
 }
 
-/// A principal as shown: a Slack mention when we know the account, else
-/// the e-mail address (users) or the principal itself.
+/// A principal as a person reads it: users by e-mail address.
+fn shown_principal(p: &str) -> &str {
+    p.strip_prefix("user:").unwrap_or(p)
+}
+
+/// A principal in a mrkdwn line: a Slack mention when we know the
+/// account, else the e-mail address (users) or the principal itself.
 pub fn person(principal: &str, names: &SlackNames) -> String {
     if let Some(user) = names.get(principal)
         && !user.is_empty()
@@ -434,7 +507,7 @@ pub fn person(principal: &str, names: &SlackNames) -> String {
     {
         return format!("<@{user}>");
     }
-    escape(principal.strip_prefix("user:").unwrap_or(principal))
+    mrkdwn(shown_principal(principal))
 }
 
 fn risk_emoji(r: Risk) -> &'static str {
@@ -487,15 +560,21 @@ fn slack_date(s: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ButtonValue {
     pub request_id: String,
-    pub payload_sha256: String,
+    /// Always set on buttons we render. Optional here only so that a value
+    /// without it is read, then refused and audited as unbound, rather
+    /// than dismissed as not ours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_sha256: Option<String>,
 }
 
 impl ButtonValue {
     pub fn encode(&self) -> String {
         serde_json::to_string(self).expect("strings serialize")
     }
+    /// Strict, like every JSON we read: a value with a key twice is not
+    /// one of ours.
     pub fn decode(s: &str) -> Option<Self> {
-        serde_json::from_str(s).ok()
+        crate::json::from_slice_strict(s.as_bytes()).ok()
     }
 }
 
@@ -510,6 +589,9 @@ struct Next {
 impl Next {
     fn new(query: &str, page: u32) -> Self {
         let q = query.trim();
+        // Shown in a code span, where only a backtick (or a line break)
+        // could end it early; `*` and `_` stay as typed so the command can
+        // be copied.
         let command = escape_clip(
             &if q.is_empty() {
                 format!("/audit page:{page}")
@@ -517,13 +599,63 @@ impl Next {
                 format!("/audit {q} page:{page}")
             },
             500,
-        );
+        )
+        .replace('`', "ˋ")
+        .replace('\n', " ");
         let value = if q.len() <= 1500 {
             json!({ "q": q, "p": page }).to_string()
         } else {
             String::new()
         };
         Self { command, value }
+    }
+}
+
+/// A request's agent-supplied text in full, as plain_text section texts
+/// of at most [`FULL_CHUNK`] characters each once escaped: what the notes
+/// on cut fields promise `/audit <id>` shows.
+fn full_payload(a: &Approval) -> Vec<String> {
+    let mut out = vec![];
+    chunks_into(&mut out, "Summary:\n", &a.summary);
+    if let Some(j) = a.justification.as_deref().filter(|j| !j.trim().is_empty()) {
+        chunks_into(&mut out, "Justification:\n", j);
+    }
+    if !a.details.is_empty() {
+        let lines: Vec<String> = a
+            .details
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                format!("{}: {v}", text::visible(k, false))
+            })
+            .collect();
+        chunks_into(&mut out, "Details:\n", &lines.join("\n"));
+    }
+    out
+}
+
+/// Leaves room under Slack's 3,000 for the JSON of a section.
+const FULL_CHUNK: usize = 2900;
+
+/// Splits `label` + `s` into escaped pieces that each fit a text object.
+fn chunks_into(out: &mut Vec<String>, label: &str, s: &str) {
+    let mut piece = label.to_string();
+    let mut len = piece.chars().count();
+    for c in text::visible(s, true).chars() {
+        let e = escape(c.encode_utf8(&mut [0; 4]));
+        let n = e.chars().count();
+        if len + n > FULL_CHUNK {
+            out.push(std::mem::take(&mut piece));
+            len = 0;
+        }
+        piece.push_str(&e);
+        len += n;
+    }
+    if !piece.is_empty() {
+        out.push(piece);
     }
 }
 
@@ -536,6 +668,21 @@ struct EventLine {
     request_id: Option<String>,
     action: Option<String>,
     detail: String,
+}
+
+/// Where the rest of a cut event line is: the request's timeline, or
+/// the export for events that belong to no request.
+fn full_event(e: &AuditEventView) -> text::FullText<'_> {
+    match e.request_id.as_deref() {
+        Some(id) => text::FullText {
+            command: FULL_TEXT_COMMAND,
+            request_id: id,
+        },
+        None => text::FullText {
+            command: "countersign audit",
+            request_id: "export",
+        },
+    }
 }
 
 impl EventLine {
@@ -566,11 +713,11 @@ impl EventLine {
         }
         Self {
             ts: e.ts.get(..19).unwrap_or(&e.ts).replace('T', " "),
-            kind: escape(&e.kind),
-            actor: escape(&e.actor),
-            request_id: e.request_id.as_deref().map(escape),
-            action: e.action.as_deref().map(escape),
-            detail: escape_clip(&parts.join(" · "), 600),
+            kind: mrkdwn(&e.kind),
+            actor: mrkdwn(&e.actor),
+            request_id: e.request_id.as_deref().map(mrkdwn),
+            action: e.action.as_deref().map(mrkdwn),
+            detail: mrkdwn(&text::cut_to(&parts.join(" · "), 600, false, full_event(e)).0),
         }
     }
 }
@@ -615,6 +762,10 @@ pub mod samples {
     use crate::domain::Principal;
     use crate::store::requests::{DecisionView, PolicyRef};
 
+    /// A live mrkdwn marker in every sample agent text: it must never reach
+    /// a mrkdwn object as itself (see `Templates::check`).
+    pub const CANARY: &str = "*canary*";
+
     /// Requests in every state, full of hostile and oversized agent text.
     pub fn approvals() -> Vec<Approval> {
         let base = hostile();
@@ -643,7 +794,7 @@ pub mod samples {
         denied.denial = Some(decision(
             "user:bob@example.com",
             "deny",
-            Some("<!here> not <@U1> during the freeze\n<https://evil|click>"),
+            Some("<!here> not <@U1> during the freeze\n<https://evil|click> *canary*"),
         ));
         denied.decided_by = Some("user:bob@example.com".into());
         denied.decided_at = Some("2026-01-31T12:06:00.000Z".into());
@@ -656,7 +807,7 @@ pub mod samples {
             a.status = status;
             a.decided_by = Some(by.into());
             a.decided_at = Some("2026-01-31T12:20:00.000Z".into());
-            a.reason = Some(format!("{status} <!channel>"));
+            a.reason = Some(format!("{status} <!channel> *canary*"));
             out.push(a);
         }
         let mut quiet = base;
@@ -669,7 +820,7 @@ pub mod samples {
     }
 
     pub fn hostile() -> Approval {
-        let evil = "<!channel> <@U123> <https://evil|click> & more";
+        let evil = "<!channel> <@U123> <https://evil|click> & more *canary*";
         let mut details = serde_json::Map::new();
         for i in 0..30 {
             details.insert(format!("key {i} {evil}"), json!(evil.repeat(40)));
@@ -727,7 +878,7 @@ pub mod samples {
             .map(|i| {
                 event(
                     if i % 2 == 0 { "decision.approve" } else { "decision.blocked" },
-                    json!({ "channel": "slack", "comment": "<!channel> ok".repeat(50), "message": "<@U1>" }),
+                    json!({ "channel": "slack", "comment": "<!channel> ok *canary*".repeat(50), "message": "<@U1> *canary*" }),
                 )
             })
             .collect();
@@ -874,7 +1025,10 @@ mod tests {
         assert_eq!(deny["style"], "danger");
         let bound = ButtonValue::decode(approve["value"].as_str().unwrap()).unwrap();
         assert_eq!(bound.request_id, a.id.to_string());
-        assert_eq!(bound.payload_sha256, a.payload_sha256);
+        assert_eq!(
+            bound.payload_sha256.as_deref(),
+            Some(a.payload_sha256.as_str())
+        );
 
         let mut low = a.clone();
         low.risk = Risk::Low;
@@ -921,9 +1075,17 @@ mod tests {
         )
         .unwrap();
         assert!(Templates::load(Some(dir.path())).is_err());
+        // Agent text in a mrkdwn object would format: refused at start.
         std::fs::write(
             dir.path().join("slack").join(REQUEST),
             "[{\"type\": \"section\", \"text\": {\"type\": \"mrkdwn\", \"text\": {{ r.summary }}}}]",
+        )
+        .unwrap();
+        let err = Templates::load(Some(dir.path())).err().unwrap();
+        assert!(format!("{err:#}").contains("plain_text"), "{err:#}");
+        std::fs::write(
+            dir.path().join("slack").join(REQUEST),
+            "[{\"type\": \"section\", \"text\": {\"type\": \"plain_text\", \"text\": {{ r.summary }}}}]",
         )
         .unwrap();
         let t = Templates::load(Some(dir.path())).unwrap();

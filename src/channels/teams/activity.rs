@@ -28,6 +28,7 @@ use uuid::Uuid;
 use super::Teams;
 use super::card::{CONTENT_TYPE, Notice, Tone};
 use super::conversations::{self, Captured};
+use crate::channels::binding;
 use crate::domain::audit_command::{self, AuditCommand, PersonRef};
 use crate::domain::rules::Refusal;
 use crate::domain::{Principal, Verdict};
@@ -145,7 +146,9 @@ pub async fn handle(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let verified = teams.verifier.verify(authorization).await?;
-    let activity: Activity = serde_json::from_slice(&body).map_err(|e| {
+    // Strict: an activity with a key twice (two `payload_sha256`s, say)
+    // could show one value to a reader of the bytes and act on another.
+    let activity: Activity = crate::json::from_slice_strict(&body).map_err(|e| {
         AppError::BadRequest(format!("the body is not a Bot Framework activity: {e}"))
     })?;
     verified.check_service_url(activity.service_url.as_deref())?;
@@ -270,6 +273,15 @@ async fn card_action(teams: &Teams, app: &App, a: &Activity) -> AppResult<Value>
             return request_card(teams, &current, Some(Notice::new(Tone::Attention, why)));
         }
     };
+    // A click is bound to the card it was made on, or it does not count.
+    let Some(shown) = binding::shown_hash(field("payload_sha256")) else {
+        binding::refuse_unbound(app, who.as_str(), id, verdict, "teams").await?;
+        return request_card(
+            teams,
+            &current,
+            Some(Notice::new(Tone::Attention, binding::UNBOUND)),
+        );
+    };
     let comment = match verdict {
         Verdict::Deny => field("reason")
             .map(str::trim)
@@ -284,7 +296,7 @@ async fn card_action(teams: &Teams, app: &App, a: &Activity) -> AppResult<Value>
             verdict,
             comment,
             channel: "teams",
-            payload_sha256: field("payload_sha256").map(str::to_string),
+            payload_sha256: Some(shown),
         })
         .await;
     match outcome {

@@ -3,12 +3,24 @@
 //!
 //! The JSON comes from minijinja templates in `templates/teams/`, compiled
 //! in and overridable from `<templates_dir>/teams/`. This module prepares
-//! every value the templates see: agent text is truncated and escaped for
-//! the card's markdown here, once, so no template (built in or an
-//! operator's override) can show raw agent text, and the templates' JSON
-//! auto-escaping keeps each value inside its string. Every template is
-//! rendered with sample data and checked against the 1.5 element list at
-//! start, so a broken override stops the service before it posts anything.
+//! every value the templates see, once, so no template (built in or an
+//! operator's override) can show agent text unprepared, and the templates'
+//! JSON auto-escaping keeps each value inside its string:
+//!
+//! - agent text (and anyone's but ours) goes into `TextRun`s of a
+//!   `RichTextBlock`, which Adaptive Cards render as plain text ("Markdown
+//!   is not supported" in a TextRun, per the 1.2+ schema), after its
+//!   invisible characters are spelled out and it is cut to the limits
+//!   shared with Slack, a cut field saying how much is hidden and that
+//!   `audit <id>` shows it all ([`text::cut`]);
+//! - text in a `TextBlock` or a `FactSet` (which Teams renders as
+//!   markdown) is ours, or goes through [`escape`], which backslash-escapes
+//!   every markdown and mention character.
+//!
+//! Every template is rendered with sample data and checked against the 1.5
+//! element list at start, and for sample agent text left where Teams
+//! renders markdown, so a broken override stops the service before it posts
+//! anything.
 
 use std::path::Path;
 
@@ -16,6 +28,7 @@ use anyhow::Context;
 use minijinja::Environment;
 use serde_json::{Value, json};
 
+use crate::channels::text::{self, FullText, Limit};
 use crate::clock;
 use crate::domain::{Risk, Status};
 use crate::service::audit_query::AuditAnswer;
@@ -40,15 +53,21 @@ const BUILT_IN: [(&str, &str); 3] = [
 /// The content type of a card attachment and of an invoke response's card.
 pub const CONTENT_TYPE: &str = "application/vnd.microsoft.card.adaptive";
 
-/// Longest texts shown on a card, in characters. Teams caps a message at
-/// about 28 KB; these keep a full card well under it.
-const MAX_SUMMARY: usize = 500;
-const MAX_JUSTIFICATION: usize = 1000;
+/// Longest texts of our own making (notices, titles) on a card. Agent
+/// text is cut to the limits shared with Slack ([`text::Limit`]).
 const MAX_SHORT: usize = 200;
-const MAX_DETAIL_KEY: usize = 80;
-const MAX_DETAIL_VALUE: usize = 300;
-const MAX_DETAILS: usize = 20;
-const MAX_COMMENT: usize = 300;
+const MAX_NOTICE: usize = 1000;
+const MAX_DETAILS: usize = text::MAX_DETAILS;
+const MAX_COMMENT: usize = Limit::Comment.chars();
+
+/// Where the rest of a cut text is when it belongs to no request.
+const NO_REQUEST: FullText<'static> = FullText {
+    command: "countersign audit",
+    request_id: "export",
+};
+
+/// What a note on a cut field tells the reader to send the bot.
+pub const FULL_TEXT_COMMAND: &str = "audit";
 
 /// How a notice at the top of a card looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +129,14 @@ impl Templates {
                 .with_context(|| format!("Teams template {name}"))?;
             check_adaptive_card(&card)
                 .map_err(|e| anyhow::anyhow!("Teams template {name} is not a valid card: {e}"))?;
+            // The samples' agent text carries CANARY, live markdown: found
+            // as itself in a TextBlock or a fact, a template put agent text
+            // where Teams formats it.
+            if let Some(text) = live_agent_markdown(&card) {
+                anyhow::bail!(
+                    "Teams template {name} puts agent text in a TextBlock or FactSet, where Teams renders markdown ({text:?}); put it in a TextRun"
+                );
+            }
         }
         Ok(templates)
     }
@@ -133,8 +160,8 @@ impl Templates {
             "notice.json",
             &json!({
                 "style": tone.style(),
-                "title": escape(title, MAX_SHORT),
-                "text": escape(text, MAX_JUSTIFICATION),
+                "title": text::cut_to(title, MAX_SHORT, false, NO_REQUEST).0,
+                "text": text::cut_to(text, MAX_NOTICE, true, NO_REQUEST).0,
             }),
         )
     }
@@ -167,18 +194,15 @@ fn to_template_value(v: &Value) -> minijinja::Value {
     }
 }
 
-/// Escapes text for an Adaptive Card's markdown and cuts it to `max`
-/// characters. Markdown and mention syntax is backslash-escaped so agent
-/// text cannot make a link, a mention, emphasis or a heading; line breaks
-/// and other control or direction-changing characters become spaces, so it
-/// cannot start a list or a quote either, nor reorder what is shown.
+/// Escapes text for an Adaptive Card's markdown (a `TextBlock` or a
+/// `FactSet`) and cuts it to `max` characters. Markdown and mention syntax
+/// is backslash-escaped so the text cannot make a link, a mention, emphasis
+/// or a heading; line breaks become ` ⏎ `, so it cannot start a list or a
+/// quote either, and invisible or direction-changing characters are spelled
+/// out (`[U+202E]`) so they cannot reorder or hide what is shown. Prefer a
+/// `TextRun` ([`plain`]) for agent text.
 pub fn escape(s: &str, max: usize) -> String {
-    let mut cleaned: String = s
-        .chars()
-        .filter(|c| !is_bidi_control(*c))
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    cleaned = cleaned.trim().to_string();
+    let mut cleaned = text::visible(s.trim(), false);
     if cleaned.chars().count() > max {
         cleaned = cleaned.chars().take(max.saturating_sub(1)).collect();
         cleaned.push('…');
@@ -212,21 +236,22 @@ pub fn escape(s: &str, max: usize) -> String {
     out
 }
 
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+/// Agent text for a `TextRun`: visible, cut to its shared limit with a
+/// note on what is hidden. Nothing else is needed: a TextRun is plain text.
+pub fn plain(s: &str, limit: Limit, multiline: bool, full: FullText<'_>) -> String {
+    text::cut(s, limit, multiline, full).0
+}
+
+/// A request's principal as a person reads it (users by e-mail), for a
+/// TextRun.
+fn person(principal: &str) -> String {
+    text::visible(principal.strip_prefix("user:").unwrap_or(principal), false)
 }
 
 fn when(ts: &str) -> String {
     clock::parse(ts)
         .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_else(|| ts.to_string())
-}
-
-fn who(principal: &str) -> String {
-    escape(
-        principal.strip_prefix("user:").unwrap_or(principal),
-        MAX_SHORT,
-    )
 }
 
 fn status_line(status: Status) -> (&'static str, &'static str) {
@@ -255,22 +280,36 @@ fn detail_value(v: &Value) -> String {
     }
 }
 
+/// One labelled line of a card: the label bold, the value a plain TextRun.
+fn line(label: &str, value: impl Into<String>) -> Value {
+    json!({ "label": label, "value": value.into() })
+}
+
 fn request_context(a: &Approval, notice: Option<&Notice>) -> Value {
-    let (line, style) = status_line(a.status);
+    let (status_line, style) = status_line(a.status);
+    let id = a.id.to_string();
+    let full = FullText {
+        command: FULL_TEXT_COMMAND,
+        request_id: &id,
+    };
+    let one_line = |s: &str, limit: Limit| plain(s, limit, false, full);
     let details: Vec<Value> = a
         .details
         .iter()
         .take(MAX_DETAILS)
         .map(|(k, v)| {
             json!({
-                "title": escape(k, MAX_DETAIL_KEY),
-                "value": escape(&detail_value(v), MAX_DETAIL_VALUE),
+                "label": format!("{}: ", one_line(k, Limit::DetailKey)),
+                "value": plain(&detail_value(v), Limit::DetailValue, true, full),
             })
         })
         .chain((a.details.len() > MAX_DETAILS).then(|| {
             json!({
-                "title": "…",
-                "value": format!("{} more not shown", a.details.len() - MAX_DETAILS),
+                "label": "…",
+                "value": format!(
+                    " {} more not shown: {FULL_TEXT_COMMAND} {id} shows all",
+                    a.details.len() - MAX_DETAILS
+                ),
             })
         }))
         .collect();
@@ -278,9 +317,9 @@ fn request_context(a: &Approval, notice: Option<&Notice>) -> Value {
         .approvals
         .iter()
         .map(|d| {
-            let mut s = format!("✔ {} at {}", who(&d.principal), when(&d.at));
+            let mut s = format!("✔ {} at {}", person(&d.principal), when(&d.at));
             if let Some(c) = d.comment.as_deref().filter(|c| !c.trim().is_empty()) {
-                s.push_str(&format!(": {}", escape(c, MAX_COMMENT)));
+                s.push_str(&format!(": {}", plain(c, Limit::Comment, false, full)));
             }
             s
         })
@@ -298,29 +337,35 @@ fn request_context(a: &Approval, notice: Option<&Notice>) -> Value {
             a.required_approvals
         )
     };
+    // The outcome as a bold head and a plain rest (a person's comment).
     let outcome = match (&a.denial, a.status) {
-        (Some(d), Status::Denied) => Some(format!(
-            "**Denied by {}** at {}. Reason: {}",
-            who(&d.principal),
-            when(&d.at),
-            escape(d.comment.as_deref().unwrap_or(""), MAX_COMMENT)
-        )),
+        (Some(d), Status::Denied) => Some(json!({
+            "head": format!("Denied by {}", person(&d.principal)),
+            "rest": format!(
+                " at {}. Reason: {}",
+                when(&d.at),
+                plain(d.comment.as_deref().unwrap_or(""), Limit::Comment, true, full)
+            ),
+        })),
         (_, Status::Pending) => None,
-        _ => Some(format!(
-            "{}{}",
-            escape(a.reason.as_deref().unwrap_or(""), MAX_SHORT),
-            a.decided_at
-                .as_deref()
-                .map(|t| format!(" ({})", when(t)))
-                .unwrap_or_default()
-        )),
+        _ => Some(json!({
+            "head": "",
+            "rest": format!(
+                "{}{}",
+                plain(a.reason.as_deref().unwrap_or(""), Limit::Reason, true, full),
+                a.decided_at
+                    .as_deref()
+                    .map(|t| format!(" ({})", when(t)))
+                    .unwrap_or_default()
+            ),
+        })),
     };
     let approvers = (!a.approvers.is_empty() && a.status == Status::Pending).then(|| {
         let names: Vec<String> = a
             .approvers
             .iter()
             .take(10)
-            .map(|p| who(p.as_str()))
+            .map(|p| person(p.as_str()))
             .collect();
         let more = a.approvers.len().saturating_sub(10);
         format!(
@@ -333,29 +378,45 @@ fn request_context(a: &Approval, notice: Option<&Notice>) -> Value {
             }
         )
     });
+    let action = one_line(&a.action, Limit::Action);
+    let resource = one_line(&a.resource, Limit::Resource);
+    let mut facts = vec![
+        line("Risk: ", risk_label(a.risk)),
+        line("Action: ", action.clone()),
+        line("Resource: ", resource.clone()),
+        line(
+            "Requester: ",
+            one_line(&person(a.requester.as_str()), Limit::Principal),
+        ),
+    ];
+    if let Some(p) = &a.on_behalf_of {
+        facts.push(line(
+            "On behalf of: ",
+            one_line(&person(p.as_str()), Limit::Principal),
+        ));
+    }
+    facts.push(line(
+        "Policy rule: ",
+        one_line(&a.policy.rule, Limit::PolicyRule),
+    ));
+    facts.push(line("Expires: ", when(&a.expires_at)));
+    facts.push(line("Request id: ", id.clone()));
     json!({
-        "id": a.id.to_string(),
+        "id": id,
         "final": a.status.is_final(),
         "status": a.status.as_str(),
-        "status_line": line,
+        "status_line": status_line,
         "status_style": style,
-        "notice": notice.map(|n| escape(&n.text, MAX_JUSTIFICATION)),
+        "notice": notice.map(|n| text::cut_to(&n.text, MAX_NOTICE, false, full).0),
         "notice_style": notice.map(|n| n.tone.style()).unwrap_or("default"),
-        "heading": format!(
-            "**{}** asks to run **{}** on **{}**",
-            who(a.requester.as_str()),
-            escape(&a.action, MAX_SHORT),
-            escape(&a.resource, MAX_SHORT)
-        ),
-        "summary": escape(&a.summary, MAX_SUMMARY),
-        "risk": risk_label(a.risk),
-        "action": escape(&a.action, MAX_SHORT),
-        "resource": escape(&a.resource, MAX_SHORT),
-        "requester": who(a.requester.as_str()),
-        "on_behalf_of": a.on_behalf_of.as_ref().map(|p| who(p.as_str())),
-        "rule": escape(&a.policy.rule, MAX_SHORT),
-        "expires_at": when(&a.expires_at),
-        "justification": a.justification.as_deref().filter(|j| !j.trim().is_empty()).map(|j| escape(j, MAX_JUSTIFICATION)),
+        "heading": {
+            "who": one_line(&person(a.requester.as_str()), Limit::Principal),
+            "action": action,
+            "resource": resource,
+        },
+        "summary": plain(&a.summary, Limit::Summary, true, full),
+        "facts": facts,
+        "justification": a.justification.as_deref().filter(|j| !j.trim().is_empty()).map(|j| plain(j, Limit::Justification, true, full)),
         "details": details,
         "progress": progress,
         "approvals": approvals,
@@ -370,7 +431,8 @@ fn fact(title: &str, value: impl AsRef<str>) -> Value {
     json!({ "title": title, "value": escape(value.as_ref(), MAX_SHORT) })
 }
 
-/// A few words from an event's data worth showing in a timeline.
+/// A few words from an event's data worth showing in a timeline, for a
+/// TextRun.
 fn event_detail(e: &AuditEventView) -> String {
     let d = &e.data;
     let pick = |k: &str| d.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
@@ -386,30 +448,62 @@ fn event_detail(e: &AuditEventView) -> String {
         None
     };
     let channel = pick("channel")
-        .map(|c| format!(" via {}", escape(c, 20)))
+        .map(|c| format!(" via {}", text::cut_to(c, 20, false, NO_REQUEST).0))
         .unwrap_or_default();
+    let full = match e.request_id.as_deref() {
+        Some(id) => FullText {
+            command: FULL_TEXT_COMMAND,
+            request_id: id,
+        },
+        None => NO_REQUEST,
+    };
     match text {
-        Some(t) => format!("{channel}: {}", escape(t, MAX_COMMENT)),
+        Some(t) => format!("{channel}: {}", text::cut_to(t, MAX_COMMENT, false, full).0),
         None => channel,
     }
 }
 
 fn next_page_hint(command: &str, page: u32, more: bool) -> String {
     if !more {
-        return format!(
-            "Page {page}. {}",
-            escape(crate::domain::audit_command::HELP, 400)
-        );
+        return format!("Page {page}. {}", crate::domain::audit_command::HELP);
     }
     let rest: Vec<&str> = command
         .split_whitespace()
         .filter(|w| !w.starts_with("page:"))
         .collect();
     let next = format!("audit {} page:{}", rest.join(" "), page + 1).replace("  ", " ");
-    format!("Page {page}. More: send {}", escape(&next, 400))
+    format!(
+        "Page {page}. More: send {}",
+        text::cut_to(&next, 400, false, NO_REQUEST).0
+    )
+}
+
+/// A request's agent-supplied text in full, for `audit <id>`: what the
+/// notes on cut fields promise it shows.
+fn full_payload(a: &Approval) -> Vec<Value> {
+    let mut out = vec![line("Summary", text::visible(&a.summary, true))];
+    if let Some(j) = a.justification.as_deref().filter(|j| !j.trim().is_empty()) {
+        out.push(line("Justification", text::visible(j, true)));
+    }
+    if !a.details.is_empty() {
+        let lines: Vec<String> = a
+            .details
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{}: {}",
+                    text::visible(k, false),
+                    text::visible(&detail_value(v), true)
+                )
+            })
+            .collect();
+        out.push(line("Details", lines.join("\n")));
+    }
+    out
 }
 
 fn audit_context(answer: &AuditAnswer, command: &str) -> Value {
+    let short = |s: &str, max: usize, full: FullText<'_>| text::cut_to(s, max, false, full).0;
     match answer {
         AuditAnswer::Requests {
             title,
@@ -420,26 +514,30 @@ fn audit_context(answer: &AuditAnswer, command: &str) -> Value {
             let rows: Vec<Value> = items
                 .iter()
                 .map(|a| {
+                    let id = a.id.to_string();
+                    let full = FullText {
+                        command: FULL_TEXT_COMMAND,
+                        request_id: &id,
+                    };
                     json!({
                         "head": format!(
                             "{} · {} · {}",
                             status_line(a.status).0,
-                            escape(&a.action, MAX_SHORT),
-                            escape(&a.resource, MAX_SHORT)
+                            short(&a.action, Limit::Action.chars(), full),
+                            short(&a.resource, Limit::Resource.chars(), full)
                         ),
                         "body": format!(
-                            "{} (by {}, {}, id {})",
-                            escape(&a.summary, MAX_SHORT),
-                            who(a.requester.as_str()),
+                            "{} (by {}, {}, id {id})",
+                            short(&a.summary, MAX_SHORT, full),
+                            short(&person(a.requester.as_str()), Limit::Principal.chars(), full),
                             when(&a.created_at),
-                            a.id
                         ),
                     })
                 })
                 .collect();
             json!({
                 "kind": "requests",
-                "title": escape(title, MAX_SHORT),
+                "title": short(title, MAX_SHORT, NO_REQUEST),
                 "rows": rows,
                 "empty": items.is_empty().then_some("No requests match."),
                 "footer": next_page_hint(command, *page, *more),
@@ -447,30 +545,51 @@ fn audit_context(answer: &AuditAnswer, command: &str) -> Value {
         }
         AuditAnswer::Timeline { request, events } => {
             let a = request;
-            let mut facts = vec![
-                fact("Status", a.status.as_str()),
-                fact("Action", &a.action),
-                fact("Resource", &a.resource),
-                fact("Requester", a.requester.as_str()),
+            let id = a.id.to_string();
+            let full = FullText {
+                command: FULL_TEXT_COMMAND,
+                request_id: &id,
+            };
+            let one = |s: &str, limit: Limit| plain(s, limit, false, full);
+            let mut lines = vec![
+                line("Status: ", a.status.as_str()),
+                line("Action: ", one(&a.action, Limit::Action)),
+                line("Resource: ", one(&a.resource, Limit::Resource)),
+                line(
+                    "Requester: ",
+                    one(&person(a.requester.as_str()), Limit::Principal),
+                ),
             ];
             if let Some(p) = &a.on_behalf_of {
-                facts.push(fact("On behalf of", p.as_str()));
+                lines.push(line(
+                    "On behalf of: ",
+                    one(&person(p.as_str()), Limit::Principal),
+                ));
             }
-            facts.push(fact("Policy rule", &a.policy.rule));
-            facts.push(fact("Payload SHA-256", &a.payload_sha256));
+            lines.push(line(
+                "Policy rule: ",
+                one(&a.policy.rule, Limit::PolicyRule),
+            ));
+            lines.push(line("Payload SHA-256: ", a.payload_sha256.clone()));
             let rows: Vec<Value> = events
                 .iter()
                 .map(|e| {
                     json!({
-                        "head": format!("{} · {}", when(&e.ts), escape(&e.kind, MAX_SHORT)),
-                        "body": format!("#{} {}{}", e.seq, who(&e.actor), event_detail(e)),
+                        "head": format!("{} · {}", when(&e.ts), short(&e.kind, MAX_SHORT, full)),
+                        "body": format!(
+                            "#{} {}{}",
+                            e.seq,
+                            short(&person(&e.actor), MAX_SHORT, full),
+                            event_detail(e)
+                        ),
                     })
                 })
                 .collect();
             json!({
                 "kind": "timeline",
                 "title": format!("Timeline of {}", a.id),
-                "facts": facts,
+                "lines": lines,
+                "payload": full_payload(a),
                 "rows": rows,
                 "empty": events.is_empty().then_some("No events."),
                 "footer": "Every line is one event of the hash-chained, signed audit trail.",
@@ -486,10 +605,10 @@ fn audit_context(answer: &AuditAnswer, command: &str) -> Value {
                 .iter()
                 .map(|e| {
                     json!({
-                        "head": format!("{} · {}", when(&e.ts), escape(&e.kind, MAX_SHORT)),
+                        "head": format!("{} · {}", when(&e.ts), short(&e.kind, MAX_SHORT, NO_REQUEST)),
                         "body": format!(
                             "{} {}{}",
-                            escape(e.action.as_deref().unwrap_or(""), MAX_SHORT),
+                            short(e.action.as_deref().unwrap_or(""), MAX_SHORT, NO_REQUEST),
                             e.request_id.as_deref().unwrap_or(""),
                             event_detail(e)
                         ),
@@ -498,7 +617,10 @@ fn audit_context(answer: &AuditAnswer, command: &str) -> Value {
                 .collect();
             json!({
                 "kind": "person",
-                "title": format!("What {} requested and decided", who(principal.as_str())),
+                "title": format!(
+                    "What {} requested and decided",
+                    short(&person(principal.as_str()), MAX_SHORT, NO_REQUEST)
+                ),
                 "rows": rows,
                 "empty": events.is_empty().then_some("Nothing on record."),
                 "footer": next_page_hint(command, *page, *more),
@@ -533,18 +655,56 @@ fn audit_context(answer: &AuditAnswer, command: &str) -> Value {
                 "footer": "Verify offline with countersign audit verify --file EXPORT --public-key KEY.",
             })
         }
-        AuditAnswer::Help(text) => json!({
+        AuditAnswer::Help(help) => json!({
             "kind": "help",
             "title": "Countersign audit",
             "rows": [],
-            "empty": escape(text, 1000),
+            "empty": text::cut_to(help, 1000, true, NO_REQUEST).0,
             "footer": "Answers come from the hash-chained, signed audit trail.",
         }),
     }
 }
 
+/// Live markdown in every sample agent text (see `Templates::load`).
+pub const CANARY: &str = "**canary**";
+
+/// The first TextBlock text or fact holding [`CANARY`] as itself.
+fn live_agent_markdown(v: &Value) -> Option<String> {
+    match v {
+        Value::Object(map) => {
+            let kind = map.get("type").and_then(Value::as_str);
+            let mut texts: Vec<&str> = vec![];
+            if kind == Some("TextBlock")
+                && let Some(t) = map.get("text").and_then(Value::as_str)
+            {
+                texts.push(t);
+            }
+            if kind == Some("FactSet") {
+                for f in map
+                    .get("facts")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    texts.extend(
+                        ["title", "value"]
+                            .iter()
+                            .filter_map(|k| f.get(*k)?.as_str()),
+                    );
+                }
+            }
+            if let Some(t) = texts.into_iter().find(|t| t.contains(CANARY)) {
+                return Some(t.to_string());
+            }
+            map.values().find_map(live_agent_markdown)
+        }
+        Value::Array(list) => list.iter().find_map(live_agent_markdown),
+        _ => None,
+    }
+}
+
 /// Sample contexts that take every branch of every template; rendered at
-/// start and in tests.
+/// start and in tests. Agent text carries [`CANARY`].
 pub fn samples() -> Vec<(&'static str, Value)> {
     use crate::domain::Principal;
     use crate::store::requests::{DecisionView, PolicyRef};
@@ -554,7 +714,7 @@ pub fn samples() -> Vec<(&'static str, Value)> {
     }
     details.insert(
         "note".into(),
-        json!("[click](https://evil.example) <at>all</at>"),
+        json!("[click](https://evil.example) <at>all</at> **canary**"),
     );
     let decision = |p: &str, v: &str, c: Option<&str>| DecisionView {
         principal: p.into(),
@@ -567,9 +727,9 @@ pub fn samples() -> Vec<(&'static str, Value)> {
         id: uuid::Uuid::nil(),
         status: Status::Pending,
         action: "db.export".into(),
-        resource: "prod/customers".into(),
-        summary: "Export **all** customers [here](https://evil.example)".into(),
-        justification: Some("Quarterly audit\n# heading".into()),
+        resource: "prod/customers/**canary**".into(),
+        summary: "Export **all** customers [here](https://evil.example) **canary**".into(),
+        justification: Some("Quarterly audit\n# heading **canary**".into()),
         details,
         risk: Risk::High,
         requester: Principal::parse("agent:deploy-bot").expect("valid"),
@@ -605,12 +765,16 @@ pub fn samples() -> Vec<(&'static str, Value)> {
     minimal.approvals.clear();
     let mut denied = base.clone();
     denied.status = Status::Denied;
-    denied.denial = Some(decision("user:dave@example.com", "deny", Some("no")));
+    denied.denial = Some(decision(
+        "user:dave@example.com",
+        "deny",
+        Some("no **canary**"),
+    ));
     denied.decided_at = Some("2026-01-31T12:00:00.000Z".into());
     let mut approved = minimal.clone();
     approved.status = Status::Approved;
-    approved.reason = Some("approved by 1 of 1 required".into());
-    let notice = Notice::new(Tone::Attention, "You requested this action.");
+    approved.reason = Some("approved by 1 of 1 required **canary**".into());
+    let notice = Notice::new(Tone::Attention, "You requested this action. **canary**");
     let event = AuditEventView {
         seq: 1,
         ts: "2026-01-31T12:00:00.000Z".into(),
@@ -618,7 +782,7 @@ pub fn samples() -> Vec<(&'static str, Value)> {
         request_id: Some(uuid::Uuid::nil().to_string()),
         action: Some("db.export".into()),
         kind: "decision.deny".into(),
-        data: json!({ "comment": "[x](y)", "channel": "teams" }),
+        data: json!({ "comment": "[x](y) **canary**", "channel": "teams" }),
         prev_hash: String::new(),
         hash: String::new(),
     };
@@ -682,7 +846,7 @@ pub fn samples() -> Vec<(&'static str, Value)> {
     for tone in [Tone::Good, Tone::Warning, Tone::Attention] {
         out.push((
             "notice.json",
-            json!({ "style": tone.style(), "title": "Title", "text": "Text" }),
+            json!({ "style": tone.style(), "title": "Title", "text": format!("Text {CANARY}") }),
         ));
     }
     out
@@ -941,9 +1105,11 @@ mod tests {
         }
         assert!(e.contains("\\[click\\]\\(https://x\\)"));
         assert!(e.contains("\\<at\\>"));
-        assert_eq!(escape("line\n- item", 100), "line - item");
+        // A line break is shown, not obeyed; a format character is spelled
+        // out, not silently dropped.
+        assert_eq!(escape("line\n- item", 100), "line ⏎ - item");
         assert_eq!(escape("- item", 100), "\\- item");
-        assert_eq!(escape("a\u{202E}b", 100), "ab");
+        assert_eq!(escape("a\u{202E}b", 100), "a\\[U+202E\\]b");
     }
 
     #[test]
@@ -980,13 +1146,22 @@ mod tests {
         .unwrap();
         let err = Templates::load(Some(dir.path())).err().unwrap();
         assert!(format!("{err:#}").contains("Carousel"), "{err:#}");
+        // Text that is not ours goes to TextRuns now: an override that puts
+        // it in a (markdown) TextBlock is refused at start, not rendered.
         std::fs::write(
             dir.path().join("teams/notice.json"),
-            r#"{"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "text": {{ title }}}]}"#,
+            r#"{"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "text": {{ text }}}]}"#,
+        )
+        .unwrap();
+        let err = Templates::load(Some(dir.path())).err().unwrap();
+        assert!(format!("{err:#}").contains("TextRun"), "{err:#}");
+        std::fs::write(
+            dir.path().join("teams/notice.json"),
+            r#"{"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "RichTextBlock", "inlines": [{"type": "TextRun", "text": {{ title }}}]}]}"#,
         )
         .unwrap();
         let t = Templates::load(Some(dir.path())).unwrap();
         let card = t.notice_card(Tone::Good, "Hello *you*", "x").unwrap();
-        assert_eq!(card["body"][0]["text"], "Hello \\*you\\*");
+        assert_eq!(card["body"][0]["inlines"][0]["text"], "Hello *you*");
     }
 }

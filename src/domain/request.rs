@@ -173,7 +173,7 @@ impl Action {
 /// A resource is `/`-separated segments. Refused, each with its own
 /// message: a leading or trailing `/` or whitespace; an empty, `.` or `..`
 /// segment; a segment with whitespace at either end; `\`; percent-encoded
-/// dots, slashes or backslashes (`%2e`, `%2f`, `%5c`); control, format
+/// dots or backslashes (`%2e`, `%5c`); control, format
 /// (Unicode Cf: zero-width, bidi) and line or paragraph separator
 /// characters; and text not in Unicode NFC. Nothing is normalised
 /// silently: a spelling that needs fixing is the agent's to fix, so the
@@ -244,7 +244,11 @@ pub(crate) fn check_canonical_path(what: &str, s: &str) -> Result<(), String> {
         ));
     }
     let lower = s.to_ascii_lowercase();
-    for (code, name) in [("%2e", "a dot"), ("%2f", "a slash"), ("%5c", "a backslash")] {
+    // `%2F` stays allowed: it is three characters, never a separator, so
+    // `prod%2Fcustomers` is one segment that no `prod/**` rule meets (and a
+    // permit carries it as written). The Claude Code hook relies on it to
+    // keep a shell command, slashes and all, in one segment.
+    for (code, name) in [("%2e", "a dot"), ("%5c", "a backslash")] {
         if lower.contains(code) {
             return Err(format!(
                 "{what} contains '{code}' (a percent-encoded {}): write the character itself",
@@ -494,7 +498,6 @@ mod tests {
             ("prod/\u{2028}x", "U+2028 LINE SEPARATOR (a line separator)"),
             ("prod\\customers", "contains '\\'"),
             ("staging/%2e%2e/prod", "percent-encoded dot"),
-            ("staging%2Fprod", "percent-encoded slash"),
             (
                 "cafe\u{301}/menu",
                 "not in Unicode NFC form; write it as 'caf\u{e9}/menu'",

@@ -98,7 +98,7 @@ pub async fn request_approval_allowed(ctx: &Ctx) -> anyhow::Result<Row> {
             &ctx.api.addr.to_string(),
             &ctx.agent,
             Some(&sessions[0]),
-            call(u64::MAX / 2),
+            call(1_000_000_000),
         ))
         .await?;
     let text = String::from_utf8_lossy(&body);

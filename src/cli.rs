@@ -1,5 +1,5 @@
 //! The command line: `serve`, `keys`, `audit`, `policy`, `identities`,
-//! `teams`, `migrate`. Answers go to stdout, logs and errors to stderr; a failing
+//! `teams`, `migrate`, `mcp`. Answers go to stdout, logs and errors to stderr; a failing
 //! command exits non-zero with the reason.
 
 use std::io::Write;

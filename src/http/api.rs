@@ -34,16 +34,28 @@ pub fn routes() -> Router<App> {
 #[serde(deny_unknown_fields)]
 pub struct CreateApproval {
     /// What the agent wants to do, e.g. `db.export`.
-    #[schema(example = "db.export")]
+    #[schema(example = "db.export", pattern = r"^[A-Za-z0-9._:/-]{1,128}$")]
     pub action: String,
     /// What it acts on, e.g. `prod/customers`.
-    #[schema(example = "prod/customers")]
+    #[schema(
+        example = "prod/customers",
+        max_length = 512,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub resource: String,
     /// One line for the approver.
-    #[schema(example = "Export the customers table for the quarterly audit")]
+    #[schema(
+        example = "Export the customers table for the quarterly audit",
+        max_length = 1000,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub summary: String,
+    #[schema(
+        max_length = 4000,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub justification: Option<String>,
-    /// Key/value facts shown to approvers.
+    /// Key/value facts shown to approvers (at most 50 keys, 16 KiB).
     #[schema(value_type = Option<Object>)]
     pub details: Option<serde_json::Map<String, serde_json::Value>>,
     /// Defaults to `medium`.
@@ -56,7 +68,11 @@ pub struct CreateApproval {
     pub expires_in: Option<String>,
     /// Receives a signed POST when the request reaches a final state
     /// (http or https, at most 2048 characters).
-    #[schema(format = "uri", max_length = 2048)]
+    #[schema(
+        format = "uri",
+        max_length = 2048,
+        pattern = r"^[hH][tT][tT][pP][sS]?://"
+    )]
     pub callback_url: Option<String>,
 }
 
@@ -157,9 +173,10 @@ pub async fn create(
                 .to_str()
                 .map_err(|_| AppError::BadRequest("Idempotency-Key must be text".into()))?
                 .trim();
-            if k.is_empty() || k.len() > 255 {
+            // As documented: printable ASCII (no tabs or other controls).
+            if k.is_empty() || k.len() > 255 || !k.bytes().all(|b| (b' '..=b'~').contains(&b)) {
                 return Err(AppError::BadRequest(
-                    "Idempotency-Key must be 1 to 255 characters".into(),
+                    "Idempotency-Key must be 1 to 255 printable ASCII characters".into(),
                 ));
             }
             Some(k.to_string())
@@ -194,6 +211,7 @@ pub async fn create(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ShowParams {
     /// Seconds to wait for the request to leave `pending`: 0 to the
@@ -273,8 +291,10 @@ pub async fn show(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
+    #[param(value_type = Option<Status>)]
     pub status: Option<String>,
     /// Glob on the action, e.g. `db.*`.
     pub action: Option<String>,
@@ -348,6 +368,10 @@ pub async fn list(
 pub struct DecisionBody {
     pub verdict: Verdict,
     /// Required for a denial.
+    #[schema(
+        max_length = 2000,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub comment: Option<String>,
     /// The payload hash you were shown; refused if the request's differs.
     /// Without it the decision is recorded as unbound (`"bound": false`).

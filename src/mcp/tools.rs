@@ -381,7 +381,7 @@ impl Gate {
         match Box::pin(requests::get(&self.app.store.pool, id)).await {
             Ok(Some(a)) if can_see(key, &a) => Ok(a),
             Ok(_) => Err(not_found()),
-            Err(e) => Err(app_error(e.into())),
+            Err(e) => Err(app_error(e)),
         }
     }
 

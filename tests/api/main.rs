@@ -7,6 +7,7 @@ mod audit;
 mod bad_input;
 mod canonical;
 mod connections;
+mod contract;
 mod crash;
 mod decisions;
 mod exact_json;

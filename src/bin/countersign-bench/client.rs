@@ -52,6 +52,18 @@ impl Conn {
         Ok((status, body))
     }
 
+    /// Sends one request; the answer's headers too.
+    pub async fn send_with_headers(
+        &mut self,
+        req: Request<Body>,
+    ) -> anyhow::Result<(StatusCode, hyper::HeaderMap, Bytes)> {
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(req).await?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok((parts.status, parts.headers, body))
+    }
+
     /// Sends and insists on `want`; the error carries the answer's body.
     pub async fn expect(&mut self, req: Request<Body>, want: StatusCode) -> anyhow::Result<Bytes> {
         let what = format!("{} {}", req.method(), req.uri());

@@ -9,6 +9,7 @@
 //! table and writes the same rows as JSON.
 
 mod client;
+mod mcp;
 mod report;
 mod scenarios;
 mod seed;
@@ -324,6 +325,11 @@ async fn bench(args: &Args, bin: PathBuf, work: &std::path::Path) -> anyhow::Res
     if args.wants("c") {
         step("c. create, allowed by policy");
         rows.push(scenarios::create(&ctx, true).await?);
+        show(&rows);
+    }
+    if args.wants("c") || args.wants("c.mcp") {
+        step("c.mcp MCP request_approval, allowed by policy");
+        rows.push(mcp::request_approval_allowed(&ctx).await?);
         show(&rows);
     }
 

@@ -53,7 +53,7 @@ fn note(o: &Outcome, conns: usize) -> String {
     s
 }
 
-fn throughput_row(
+pub fn throughput_row(
     ctx: &Ctx,
     id: &str,
     scenario: &str,

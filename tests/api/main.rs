@@ -7,5 +7,6 @@ mod audit;
 mod bad_input;
 mod crash;
 mod decisions;
+mod fuzz_found;
 mod signals;
 mod webhooks;

@@ -177,6 +177,7 @@ impl Outbox {
             }
             _ => None,
         };
+        let give_up_after = self.settings.give_up_after;
         metrics::counter!("countersign_outbox_attempts_total", "kind" => item.kind.clone(), "outcome" => match &outcome {
             Delivery::Delivered { .. } => "delivered",
             Delivery::Retry { .. } => "retry",
@@ -217,9 +218,9 @@ impl Outbox {
                             }
                         }
                         Delivery::Retry { error, audit, .. } if !give_up => {
-                            let delay = chrono::Duration::from_std(retry_delay.unwrap_or_default()).unwrap_or_default();
+                            let at = next_attempt_at(ctx.now, retry_delay.unwrap_or_default(), give_up_after);
                             sqlx::query("UPDATE outbox SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ?")
-                                .bind(attempts).bind(&error).bind(clock::fmt(ctx.now + delay)).bind(item.id)
+                                .bind(attempts).bind(&error).bind(clock::fmt(at)).bind(item.id)
                                 .execute(&mut ctx.conn).await?;
                             if let Some((kind, data)) = audit {
                                 ctx.audit(actor, req, &kind, &data).await?;
@@ -242,6 +243,24 @@ impl Outbox {
             })
             .await
     }
+}
+
+/// When a failed delivery is tried again: `delay` after `now`, but never
+/// later than the give-up horizon (nor a year). The delay comes from the
+/// far end's `Retry-After`, which is outside input: `Retry-After:
+/// 99999999999999` overflowed the timestamp, the write job panicked and
+/// rolled back, and the row stayed due, so the receiver was called again
+/// every few milliseconds (found by `fuzz/`, see docs/FUZZING.md).
+pub fn next_attempt_at(
+    now: chrono::DateTime<chrono::Utc>,
+    delay: Duration,
+    give_up_after: Duration,
+) -> chrono::DateTime<chrono::Utc> {
+    const A_YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    let delay = delay.min(give_up_after).min(A_YEAR);
+    // A year always fits in a TimeDelta and after any real clock's `now`.
+    let delay = chrono::Duration::from_std(delay).unwrap_or_default();
+    now.checked_add_signed(delay).unwrap_or(now)
 }
 
 /// Reads `Retry-After` as seconds or as an HTTP date.
@@ -290,5 +309,22 @@ mod tests {
         assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120));
         h.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn a_retry_after_of_millions_of_years_is_scheduled_at_the_give_up_horizon() {
+        // The input fuzz/ found: it overflowed `now + delay` and panicked.
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "99999999999999".parse().unwrap(),
+        );
+        let now = clock::now();
+        let day = Duration::from_secs(24 * 3600);
+        let at = next_attempt_at(now, retry_after(&h).unwrap(), day);
+        assert_eq!(at, now + chrono::Duration::days(1));
+        let at = next_attempt_at(now, Duration::MAX, Duration::MAX);
+        assert_eq!(at, now + chrono::Duration::days(365));
+        assert!(clock::fmt(at) > clock::fmt(now), "due later, also as text");
     }
 }

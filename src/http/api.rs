@@ -78,6 +78,14 @@ pub struct CreateApproval {
 
 const MAX_DETAILS_BYTES: usize = 16 * 1024;
 
+/// The body of `POST /v1/approvals` read and validated exactly as `create`
+/// does, with no key or database: the fuzz targets (`fuzz/`) call it.
+pub fn parse_create_body(
+    raw: &[u8],
+) -> AppResult<(RequestContent, Option<Duration>, Option<String>)> {
+    super::extract::parse_json::<CreateApproval>(raw)?.parse()
+}
+
 impl CreateApproval {
     pub(crate) fn parse(self) -> AppResult<(RequestContent, Option<Duration>, Option<String>)> {
         let bad = AppError::Unprocessable;

@@ -13,6 +13,7 @@ mod decisions;
 mod exact_json;
 mod rate_limit;
 mod rule_leaks;
+mod fuzz_found;
 mod signals;
 mod ssrf;
 mod webhooks;

@@ -123,6 +123,38 @@ pub async fn answer(slack: &Slack, to: &Recipient, text: &str) -> SlackMessageCo
     }
 }
 
+/// Every parse a signed `/audit` body goes through (its fields, Slack's
+/// e-mail links, the grammar, a mention) with no Slack or database; the
+/// fuzz targets (`fuzz/`) call it. Returns the grammar's answer and the
+/// query a "next page" button would carry.
+pub fn parse_command(
+    body: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<(Result<audit_command::ParsedAudit, String>, String)> {
+    for name in ["team_id", "user_id"] {
+        form_field(body, name)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| AppError::BadRequest(format!("the command has no {name}")))?;
+    }
+    let text = unlink_emails(&form_field(body, "text").unwrap_or_default());
+    let parsed = audit_command::parse(&text, now);
+    if let Ok(audit_command::ParsedAudit {
+        command: AuditCommand::Person(PersonRef::Mention(m)),
+        ..
+    }) = &parsed
+    {
+        mention_user_id(m);
+    }
+    Ok((parsed, without_page(&text)))
+}
+
+/// The value of a "next page" button; `None` for one that is not ours.
+pub fn parse_page_button(value: &str) -> Option<(String, u32)> {
+    crate::json::from_slice_strict::<PageRequest>(value.as_bytes())
+        .ok()
+        .map(|r| (r.q, r.p))
+}
+
 #[derive(Deserialize)]
 struct PageRequest {
     q: String,
@@ -131,10 +163,10 @@ struct PageRequest {
 
 /// The "Next page" button of an answer: replaces it with the next page.
 pub async fn next_page(slack: &Slack, to: &Recipient, value: &str) {
-    let Ok(req) = crate::json::from_slice_strict::<PageRequest>(value.as_bytes()) else {
+    let Some((q, p)) = parse_page_button(value) else {
         return;
     };
-    let content = answer(slack, to, &format!("{} page:{}", req.q, req.p)).await;
+    let content = answer(slack, to, &format!("{q} page:{p}")).await;
     match &to.response_url {
         Some(url) => {
             let reply = Reply {

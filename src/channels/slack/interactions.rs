@@ -123,13 +123,7 @@ pub async fn handle(
     body: Bytes,
 ) -> AppResult<Response> {
     let body = slack.verify(&headers, &body)?;
-    let payload = form_field(body, "payload")
-        .ok_or_else(|| AppError::BadRequest("expected a form field named payload".into()))?;
-    // Strict: a payload with a key twice could show one value to a reader
-    // of the bytes and act on another.
-    let interaction: Interaction = crate::json::from_slice_strict(payload.as_bytes())
-        .map_err(|e| AppError::BadRequest(format!("the interaction payload is not valid: {e}")))?;
-    match interaction {
+    match read(body)? {
         Interaction::BlockActions(ev) => {
             within_budget(block_actions(slack, ev)).await;
             Ok(StatusCode::OK.into_response())
@@ -137,6 +131,37 @@ pub async fn handle(
         Interaction::ViewSubmission(ev) => view_submission(slack, ev).await,
         Interaction::Other => Ok(StatusCode::OK.into_response()),
     }
+}
+
+fn read(body: &str) -> AppResult<Interaction> {
+    let payload = form_field(body, "payload")
+        .ok_or_else(|| AppError::BadRequest("expected a form field named payload".into()))?;
+    // Strict: a payload with a key twice could show one value to a reader
+    // of the bytes and act on another.
+    crate::json::from_slice_strict(payload.as_bytes())
+        .map_err(|e| AppError::BadRequest(format!("the interaction payload is not valid: {e}")))
+}
+
+/// Every parse a signed body goes through here (the payload, button
+/// values, the deny form's context), with no Slack or database; the fuzz
+/// targets (`fuzz/`) call it.
+pub fn parse_payload(body: &str) -> AppResult<()> {
+    match read(body)? {
+        Interaction::BlockActions(ev) => {
+            for a in &ev.actions {
+                bound(a.value.as_deref().unwrap_or_default());
+            }
+        }
+        Interaction::ViewSubmission(ev) => {
+            if let Some(m) = ev.view.private_metadata.as_deref()
+                && let Ok(c) = crate::json::from_slice_strict::<DenyContext>(m.as_bytes())
+            {
+                let _ = Uuid::parse_str(&c.request_id);
+            }
+        }
+        Interaction::Other => {}
+    }
+    Ok(())
 }
 
 async fn block_actions(slack: Arc<Slack>, ev: BlockActions) {

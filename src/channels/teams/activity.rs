@@ -84,6 +84,15 @@ pub struct Activity {
 }
 
 impl Activity {
+    /// Reads an (authenticated) body; the fuzz targets (`fuzz/`) call it.
+    /// Strict: an activity with a key twice (two `payload_sha256`s, say)
+    /// could show one value to a reader of the bytes and act on another.
+    pub fn parse(body: &[u8]) -> AppResult<Self> {
+        crate::json::from_slice_strict(body).map_err(|e| {
+            AppError::BadRequest(format!("the body is not a Bot Framework activity: {e}"))
+        })
+    }
+
     fn tenant(&self) -> Option<&str> {
         self.conversation
             .as_ref()
@@ -146,11 +155,7 @@ pub async fn handle(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let verified = teams.verifier.verify(authorization).await?;
-    // Strict: an activity with a key twice (two `payload_sha256`s, say)
-    // could show one value to a reader of the bytes and act on another.
-    let activity: Activity = crate::json::from_slice_strict(&body).map_err(|e| {
-        AppError::BadRequest(format!("the body is not a Bot Framework activity: {e}"))
-    })?;
+    let activity = Activity::parse(&body)?;
     verified.check_service_url(activity.service_url.as_deref())?;
     if activity.channel_id.as_deref() != Some(super::auth::CHANNEL) {
         return Err(AppError::Unauthorized(
@@ -541,12 +546,21 @@ async fn answer_message(teams: &Teams, app: &App, a: &Activity) {
     }
 }
 
+/// What follows `audit` in a message's command text; `None` for any other
+/// message.
+pub fn audit_words(text: &str) -> Option<&str> {
+    match text.split_once(' ') {
+        Some((first, rest)) if first.eq_ignore_ascii_case("audit") => Some(rest),
+        None if text.eq_ignore_ascii_case("audit") => Some(""),
+        _ => None,
+    }
+}
+
 async fn message_card(teams: &Teams, app: &App, a: &Activity) -> AppResult<Value> {
     let (text, mentions) = command_text(a);
-    let rest = match text.split_once(' ') {
-        Some((first, rest)) if first.eq_ignore_ascii_case("audit") => rest,
-        None if text.eq_ignore_ascii_case("audit") => "",
-        _ => {
+    let rest = match audit_words(&text) {
+        Some(rest) => rest,
+        None => {
             return notice(
                 teams,
                 Tone::Good,

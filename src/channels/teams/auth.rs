@@ -95,6 +95,29 @@ fn rejected(why: &str) -> AppError {
     AppError::Unauthorized(format!("Bot Framework token refused: {why}"))
 }
 
+/// The bearer token and its header's `kid`: what is read before any key
+/// is looked up (the fuzz targets in `fuzz/` call it).
+pub fn parse_bearer(authorization: Option<&str>) -> Result<(&str, String), AppError> {
+    let token = authorization
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| rejected("no Authorization: Bearer header"))?;
+    // An unknown or "none" alg does not even parse into a header.
+    let header = jsonwebtoken::decode_header(token)
+        .map_err(|_| rejected("the token header is not an RS256 JWT header"))?;
+    if header.alg != Algorithm::RS256 {
+        return Err(rejected("only RS256 tokens are accepted"));
+    }
+    let kid = header
+        .kid
+        .ok_or_else(|| rejected("the token names no signing key (kid)"))?;
+    Ok((token, kid))
+}
+
 pub struct Verifier {
     http: reqwest::Client,
     metadata_url: String,
@@ -117,23 +140,7 @@ impl Verifier {
 
     /// Checks the `Authorization` header's bearer token.
     pub async fn verify(&self, authorization: Option<&str>) -> Result<Verified, AppError> {
-        let token = authorization
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| rejected("no Authorization: Bearer header"))?;
-        // An unknown or "none" alg does not even parse into a header.
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| rejected("the token header is not an RS256 JWT header"))?;
-        if header.alg != Algorithm::RS256 {
-            return Err(rejected("only RS256 tokens are accepted"));
-        }
-        let kid = header
-            .kid
-            .ok_or_else(|| rejected("the token names no signing key (kid)"))?;
+        let (token, kid) = parse_bearer(authorization)?;
         let key = self.key(&kid).await?;
         if !key.endorsements.iter().any(|e| e == CHANNEL) {
             return Err(rejected("the signing key is not endorsed for msteams"));

@@ -101,6 +101,9 @@ pub struct Settings {
     pub policy: Option<PathBuf>,
     /// Ed25519 key that signs the audit chain; created at first start.
     pub signing_key: PathBuf,
+    /// A file (on another volume) that gets one JSON line per signed chain
+    /// head, so a cut tail is detectable (`audit verify --checkpoints`).
+    pub audit_checkpoints: Option<PathBuf>,
     pub webhook_secret: Option<Secret>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
@@ -124,6 +127,7 @@ impl Default for Settings {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
             policy: None,
             signing_key: PathBuf::new(),
+            audit_checkpoints: None,
             webhook_secret: None,
             max_body_bytes: 64 * 1024,
             read_connections: 8,
@@ -166,6 +170,7 @@ struct FileConfig {
     listen: Option<String>,
     policy: Option<PathBuf>,
     signing_key: Option<PathBuf>,
+    audit_checkpoints: Option<PathBuf>,
     webhook_secret: Option<Secret>,
     max_body_bytes: Option<usize>,
     read_connections: Option<u32>,
@@ -266,6 +271,7 @@ impl Settings {
         }
         self.policy = f.policy.or(self.policy.take());
         set(&mut self.signing_key, f.signing_key);
+        self.audit_checkpoints = f.audit_checkpoints.or(self.audit_checkpoints.take());
         self.webhook_secret = f.webhook_secret.or(self.webhook_secret.take());
         set(&mut self.max_body_bytes, f.max_body_bytes);
         set(&mut self.read_connections, f.read_connections);
@@ -312,6 +318,9 @@ impl Settings {
         }
         if let Some(p) = get("COUNTERSIGN_SIGNING_KEY") {
             self.signing_key = p.into();
+        }
+        if let Some(p) = get("COUNTERSIGN_AUDIT_CHECKPOINTS") {
+            self.audit_checkpoints = Some(p.into());
         }
         if let Some(v) = get("COUNTERSIGN_WEBHOOK_SECRET") {
             self.webhook_secret = Some(Secret(v));

@@ -30,6 +30,17 @@ pub enum AppError {
     Refused(Refusal),
     #[error("{0}")]
     Unavailable(String),
+    /// A stored row disagrees with the audit events it was derived from:
+    /// the file was edited behind the service's back. Served as 409 (the
+    /// state conflicts with the trail), never acted on.
+    #[error(
+        "request {request_id} disagrees with its audit trail ({}): it is neither served nor acted on; run `countersign audit verify`",
+        fields.join(", ")
+    )]
+    Integrity {
+        request_id: String,
+        fields: Vec<String>,
+    },
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
     #[error(transparent)]
@@ -55,6 +66,7 @@ impl AppError {
                 _ => StatusCode::FORBIDDEN,
             },
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Integrity { .. } => StatusCode::CONFLICT,
             AppError::Sqlx(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -71,6 +83,7 @@ impl AppError {
             AppError::Unprocessable(_) => "invalid-input",
             AppError::Refused(r) => r.code(),
             AppError::Unavailable(_) => "unavailable",
+            AppError::Integrity { .. } => "integrity",
             AppError::Sqlx(_) | AppError::Internal(_) => "internal",
         }
     }
@@ -99,6 +112,10 @@ impl AppError {
             body["request_status"] = json!(status);
             body["decided_by"] = json!(decided_by);
             body["decided_at"] = json!(decided_at.map(crate::clock::fmt));
+        }
+        if let AppError::Integrity { request_id, fields } = self {
+            body["request_id"] = json!(request_id);
+            body["fields"] = json!(fields);
         }
         body
     }

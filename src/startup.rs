@@ -48,6 +48,10 @@ impl Server {
             settings.read_connections,
         )
         .await?;
+        crate::store::audit::warn_if_key_beside_db(&settings.db, &settings.signing_key);
+        if let Some(path) = &settings.audit_checkpoints {
+            store.start_checkpoints(path)?;
+        }
         let channels = crate::channels::enabled(&settings);
         let app = App::new(store.clone(), settings.clone(), policy, channels)?;
         let mut outbox = Outbox::new(store, settings.outbox.clone());

@@ -75,7 +75,7 @@ impl App {
             .write(move |ctx| {
                 Box::pin(async move {
                     if let Some(k) = &new.idempotency_key
-                        && let Some(existing) = requests::find_idempotent(&mut ctx.conn, &key.principal, k).await?
+                        && let Some(existing) = requests::find_idempotent(ctx, &key.principal, k).await?
                     {
                         return if existing.idempotency_hash.as_deref() == Some(new.body_hash.as_str()) {
                             Ok(Created::Replayed(existing))
@@ -181,7 +181,7 @@ impl App {
             .write(move |ctx| {
                 Box::pin(async move {
                     let id = input.request_id;
-                    let Some(req) = requests::load(&mut ctx.conn, id).await? else {
+                    let Some(req) = requests::load_checked(ctx, id).await? else {
                         return Err(AppError::NotFound(format!("no approval request has id {id}")));
                     };
                     if let Some(h) = &input.payload_sha256
@@ -248,7 +248,7 @@ impl App {
         self.store
             .write(move |ctx| {
                 Box::pin(async move {
-                    let Some(req) = requests::load(&mut ctx.conn, id).await? else {
+                    let Some(req) = requests::load_checked(ctx, id).await? else {
                         return Err(AppError::NotFound(format!(
                             "no approval request has id {id}"
                         )));

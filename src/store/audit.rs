@@ -112,6 +112,26 @@ impl Signer {
     }
 }
 
+/// Warns (once, at start) when the signing key sits in the database's
+/// directory: whoever can write the file could then also re-sign a
+/// rewritten trail. README, "Keeping the signing key apart".
+pub fn warn_if_key_beside_db(db: &str, key: &Path) {
+    let dir = |p: &Path| {
+        let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
+        std::fs::canonicalize(parent.unwrap_or(Path::new("."))).ok()
+    };
+    let db_file = super::trail::db_file(db);
+    if let (Some(a), Some(b)) = (dir(&db_file), dir(key))
+        && a == b
+    {
+        tracing::warn!(
+            key = %key.display(),
+            database = %db_file.display(),
+            "the audit signing key is in the same directory as the database: anyone who can edit the database can also re-sign it; put the key on another mount (COUNTERSIGN_SIGNING_KEY)"
+        );
+    }
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -8,4 +8,5 @@ mod bad_input;
 mod crash;
 mod decisions;
 mod signals;
+mod tamper;
 mod webhooks;

@@ -740,6 +740,8 @@ pub mod samples {
             first_bad_seq: (!ok).then_some(4),
             reason: (!ok).then(|| "hash mismatch <!channel>".into()),
             public_key: "cd".repeat(32),
+            mismatches: vec![],
+            checkpoint: None,
         };
         vec![
             (

@@ -631,6 +631,8 @@ pub fn samples() -> Vec<(&'static str, Value)> {
         first_bad_seq: (!ok).then_some(2),
         reason: (!ok).then(|| "hash mismatch".into()),
         public_key: "c".repeat(64),
+        mismatches: vec![],
+        checkpoint: None,
     };
     let answers = vec![
         AuditAnswer::Requests {

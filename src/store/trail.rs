@@ -669,19 +669,19 @@ fn verify_state_blocking(db: &str) -> AppResult<Vec<Mismatch>> {
     Ok(out)
 }
 
+/// Turns a row into `(group key, item)`, or skips it (`None`).
+type ReadRow<T> = fn(&rusqlite::Row<'_>) -> rusqlite::Result<Option<(String, T)>>;
+
 /// Reads rows sorted by their first column and hands them out grouped by it.
 struct Groups<'s, T> {
     rows: rusqlite::Rows<'s>,
     peeked: Option<(String, T)>,
     done: bool,
-    read: fn(&rusqlite::Row<'_>) -> rusqlite::Result<Option<(String, T)>>,
+    read: ReadRow<T>,
 }
 
 impl<'s, T> Groups<'s, T> {
-    fn new(
-        rows: rusqlite::Rows<'s>,
-        read: fn(&rusqlite::Row<'_>) -> rusqlite::Result<Option<(String, T)>>,
-    ) -> Self {
+    fn new(rows: rusqlite::Rows<'s>, read: ReadRow<T>) -> Self {
         Self {
             rows,
             peeked: None,
@@ -1067,4 +1067,152 @@ pub fn check_checkpoints_in_export(
         }
     }
     Ok(None)
+}
+
+/// Writes the rows the trail implies for every request and key that has
+/// none (`approval_requests`, `decisions`, `api_keys`): the inverse of the
+/// checks above. The benchmark seeds a trail directly and derives the
+/// tables with this, so the seeded database is one the service could have
+/// written. Keys get an unusable token hash: they exist, nobody holds them.
+pub fn materialize_from_trail(db: &str) -> AppResult<u64> {
+    use serde_json::Value;
+    let mut conn = rusqlite::Connection::open(db_file(db)).map_err(bulk_error)?;
+    let tx = conn.transaction().map_err(bulk_error)?;
+    let mut written = 0u64;
+    {
+        let mut ev_stmt = tx
+            .prepare(
+                "SELECT request_id, kind, ts, actor, data FROM audit_events \
+                 WHERE request_id > '' AND request_id NOT IN (SELECT id FROM approval_requests) \
+                 ORDER BY request_id, seq",
+            )
+            .map_err(bulk_error)?;
+        let mut evs: Groups<'_, OwnedEvent> =
+            Groups::new(ev_stmt.query([]).map_err(bulk_error)?, |r| {
+                let kind = r.get_ref(1)?.as_str().unwrap_or_default();
+                if !shapes_request(kind) {
+                    return Ok(None);
+                }
+                let data = r.get_ref(4)?.as_str().unwrap_or_default();
+                Ok(Some((
+                    r.get(0)?,
+                    OwnedEvent {
+                        kind: kind.to_string(),
+                        ts: r.get(2)?,
+                        actor: r.get(3)?,
+                        data: serde_json::from_str(data).unwrap_or(Value::Null),
+                    },
+                )))
+            });
+        let mut insert = tx
+            .prepare(
+                "INSERT INTO approval_requests (id, action, resource, summary, justification, details, risk, \
+                 requester, key_id, key_owner, on_behalf_of, status, policy_rule, policy_version, \
+                 required_approvals, approvers, on_expiry, callback_url, payload_sha256, created_at, \
+                 expires_at, decided_at, decided_by, final_reason) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .map_err(bulk_error)?;
+        let mut insert_decision = tx
+            .prepare(
+                "INSERT INTO decisions (request_id, principal, verdict, comment, channel, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .map_err(bulk_error)?;
+        while let Some(id) = evs.peek().map_err(bulk_error)?.map(str::to_string) {
+            let events = evs.take(&id).map_err(bulk_error)?;
+            let refs: Vec<crate::domain::replay::EventRef<'_>> = events
+                .iter()
+                .map(|e| crate::domain::replay::EventRef {
+                    kind: &e.kind,
+                    ts: &e.ts,
+                    actor: &e.actor,
+                    data: &e.data,
+                })
+                .collect();
+            let Ok(s) = crate::domain::replay::replay(&refs) else {
+                continue;
+            };
+            let text = |f: &str| s.get(f).and_then(Value::as_str).map(str::to_string);
+            let json_text = |f: &str| s.get(f).map(Value::to_string);
+            insert
+                .execute(rusqlite::params![
+                    id,
+                    text("action"),
+                    text("resource"),
+                    text("summary"),
+                    text("justification"),
+                    json_text("details"),
+                    text("risk"),
+                    text("requester"),
+                    text("key_id"),
+                    text("key_owner"),
+                    text("on_behalf_of"),
+                    text("status"),
+                    text("policy_rule"),
+                    text("policy_version"),
+                    s.get("required_approvals").and_then(Value::as_i64),
+                    json_text("approvers"),
+                    text("on_expiry"),
+                    text("callback_url"),
+                    text("payload_sha256"),
+                    text("created_at"),
+                    text("expires_at"),
+                    text("decided_at"),
+                    text("decided_by"),
+                    text("reason"),
+                ])
+                .map_err(bulk_error)?;
+            for d in s["decisions"].as_array().into_iter().flatten() {
+                let t = |f: &str| d[f].as_str().map(str::to_string);
+                insert_decision
+                    .execute(rusqlite::params![
+                        id,
+                        t("principal"),
+                        t("verdict"),
+                        t("comment"),
+                        t("channel"),
+                        t("at")
+                    ])
+                    .map_err(bulk_error)?;
+            }
+            written += 1;
+        }
+        let mut insert_key = tx
+            .prepare(
+                "INSERT OR IGNORE INTO api_keys (id, token_hash, prefix, principal, owner, scopes, name, created_at) \
+                 VALUES (?1, 'unusable:' || ?1, 'cs_none', ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(bulk_error)?;
+        let mut keys = tx
+            .prepare("SELECT ts, data FROM audit_events WHERE kind = 'key.created' ORDER BY seq")
+            .map_err(bulk_error)?;
+        let mut rows = keys.query([]).map_err(bulk_error)?;
+        while let Some(r) = rows.next().map_err(bulk_error)? {
+            let ts: String = r.get(0).map_err(bulk_error)?;
+            let data: String = r.get(1).map_err(bulk_error)?;
+            let d: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
+            let scopes = d["scopes"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            insert_key
+                .execute(rusqlite::params![
+                    d["key_id"].as_str(),
+                    d["principal"].as_str(),
+                    d["owner"].as_str(),
+                    scopes,
+                    d["name"].as_str(),
+                    ts
+                ])
+                .map_err(bulk_error)?;
+        }
+    }
+    tx.commit().map_err(bulk_error)?;
+    Ok(written)
 }

@@ -5,6 +5,7 @@ mod helpers;
 mod approvals;
 mod audit;
 mod bad_input;
+mod checkpoints;
 mod crash;
 mod decisions;
 mod signals;

@@ -270,3 +270,63 @@ async fn untouched_requests_in_every_state_are_served_and_verify_finds_nothing()
     assert_eq!(out.status.code(), Some(0), "{v}");
     assert_eq!(v["mismatches"], serde_json::json!([]));
 }
+
+#[tokio::test]
+async fn deleted_facet_rows_are_named_by_verify() {
+    let app = spawn_app().await;
+    let agent = app.agent().await;
+    let bob = app.human("bob@example.com").await;
+    let id = id_of(&app.create_default(&agent).await);
+    app.decide(&bob, &id, "deny", Some("no")).await;
+
+    tamper(
+        &app.db,
+        &["DELETE FROM audit_facets WHERE facet = 'kind' AND value LIKE 'decision.%'"],
+    )
+    .await;
+
+    let out = app.cli(&["audit", "verify"]).await;
+    assert_eq!(out.status.code(), Some(3));
+    let v = stdout_json(&out);
+    let named = |id: &str| {
+        v["mismatches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["subject"] == "facet" && m["id"] == id && m["fields"][0] == "missing")
+    };
+    assert!(named("kind:decision.deny"), "{v}");
+}
+
+#[tokio::test]
+async fn a_key_row_edited_behind_the_service_is_named_by_verify_and_the_api() {
+    let app = spawn_app().await;
+    app.agent().await;
+    let auditor = app.key("user:carol@example.com", None, "audit").await;
+    tamper(
+        &app.db,
+        &["UPDATE api_keys SET owner = NULL, scopes = 'request,read,decide' WHERE principal = 'agent:deploy-bot'"],
+    )
+    .await;
+
+    let out = app.cli(&["audit", "verify"]).await;
+    assert_eq!(out.status.code(), Some(3));
+    let v = stdout_json(&out);
+    let m = v["mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["subject"] == "key")
+        .unwrap_or_else(|| panic!("no key named in {v}"))
+        .clone();
+    assert_eq!(m["fields"], serde_json::json!(["owner", "scopes"]));
+
+    let api: Value = app
+        .get(&auditor, "/v1/audit/verify")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(api["ok"], false);
+    assert_eq!(api["mismatches"][0]["subject"], "key", "{api}");
+}

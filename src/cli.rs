@@ -215,7 +215,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn open(settings: &Settings) -> anyhow::Result<Store> {
-    Store::open(&settings.db, &settings.signing_key, 4).await
+    Store::open_with_signer(&settings.db, Signer::from_settings(settings)?, 4).await
 }
 
 fn cli_actor() -> String {
@@ -302,8 +302,8 @@ async fn audit_command(
                     })?;
                     parse_public_key(&text).map_err(|e| anyhow::anyhow!(e))?
                 }
-                None if settings.signing_key.exists() => {
-                    Signer::load_or_create(&settings.signing_key)?.verifying_key()
+                None if settings.signing_key_pem.is_some() || settings.signing_key.exists() => {
+                    Signer::from_settings(settings)?.verifying_key()
                 }
                 None => anyhow::bail!(
                     "no public key: pass --public-key FILE (from `countersign audit public-key`), or run where the signing key {} is",
@@ -423,7 +423,7 @@ async fn audit_command(
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::PublicKey => {
-            let signer = Signer::load_or_create(&settings.signing_key)?;
+            let signer = Signer::from_settings(settings)?;
             write!(out, "{}", signer.public_pem())?;
             Ok(ExitCode::SUCCESS)
         }

@@ -101,6 +101,9 @@ pub struct Settings {
     pub policy: Option<PathBuf>,
     /// Ed25519 key that signs the audit chain; created at first start.
     pub signing_key: PathBuf,
+    /// The signing key itself (PKCS#8 PEM), given through the environment
+    /// so it never sits on the database's disk; beats `signing_key`.
+    pub signing_key_pem: Option<Secret>,
     /// A file (on another volume) that gets one JSON line per signed chain
     /// head, so a cut tail is detectable (`audit verify --checkpoints`).
     pub audit_checkpoints: Option<PathBuf>,
@@ -127,6 +130,7 @@ impl Default for Settings {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
             policy: None,
             signing_key: PathBuf::new(),
+            signing_key_pem: None,
             audit_checkpoints: None,
             webhook_secret: None,
             max_body_bytes: 64 * 1024,
@@ -318,6 +322,9 @@ impl Settings {
         }
         if let Some(p) = get("COUNTERSIGN_SIGNING_KEY") {
             self.signing_key = p.into();
+        }
+        if let Some(v) = get("COUNTERSIGN_SIGNING_KEY_PEM") {
+            self.signing_key_pem = Some(Secret(v));
         }
         if let Some(p) = get("COUNTERSIGN_AUDIT_CHECKPOINTS") {
             self.audit_checkpoints = Some(p.into());

@@ -254,6 +254,16 @@ impl Store {
     /// Opens (creating if needed) the database, applies migrations, loads
     /// or creates the signing key and starts the writer task.
     pub async fn open(db: &str, key_path: &Path, read_connections: u32) -> anyhow::Result<Self> {
+        Self::open_with_signer(db, Signer::load_or_create(key_path)?, read_connections).await
+    }
+
+    /// [`open`](Self::open) with a signing key already loaded (e.g. from
+    /// `COUNTERSIGN_SIGNING_KEY_PEM`).
+    pub async fn open_with_signer(
+        db: &str,
+        signer: Signer,
+        read_connections: u32,
+    ) -> anyhow::Result<Self> {
         let opts = connect_options(db)?;
         let mut conn = SqliteConnection::connect_with(&opts)
             .await
@@ -271,7 +281,7 @@ impl Store {
             .min_connections(1)
             .connect_with(opts.read_only(false))
             .await?;
-        let signer = Arc::new(Signer::load_or_create(key_path)?);
+        let signer = Arc::new(signer);
         let waiters = Waiters::default();
         let signals = Signals::default();
         let (tx, rx) = mpsc::channel::<Job>(4096);

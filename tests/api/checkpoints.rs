@@ -175,3 +175,25 @@ async fn a_checkpoint_signed_by_another_key_is_refused() {
         .await;
     assert_eq!(out.status.code(), Some(3), "{}", stdout_json(&out));
 }
+
+#[tokio::test]
+async fn the_signing_key_can_come_from_the_environment_and_never_touches_the_database_disk() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let key_file = elsewhere.path().join("key.pem");
+    let signer = countersign::store::audit::Signer::load_or_create(&key_file).unwrap();
+    let pem = std::fs::read_to_string(&key_file).unwrap();
+    let app = spawn_with(move |s| {
+        s.signing_key_pem = Some(countersign::config::Secret::new(pem));
+    })
+    .await;
+    assert_eq!(app.app.store.signer.public_hex(), signer.public_hex());
+    let agent = app.agent().await;
+    app.create_default(&agent).await;
+    assert!(!app.dir.path().join("audit-key.pem").exists());
+    let public = app.dir.path().join("public.pem");
+    std::fs::write(&public, signer.public_pem()).unwrap();
+    let out = app
+        .cli(&["audit", "verify", "--public-key", public.to_str().unwrap()])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stdout_json(&out));
+}

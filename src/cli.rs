@@ -124,6 +124,10 @@ pub enum AuditCommand {
         /// The public key (PEM or hex) to check signatures with; default: the local signing key.
         #[arg(long)]
         public_key: Option<PathBuf>,
+        /// A checkpoint file (COUNTERSIGN_AUDIT_CHECKPOINTS): the trail must contain every
+        /// signed head in it exactly, so a tail cut back to an earlier head is caught.
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
     },
     /// Write the whole trail with hashes and signatures.
     Export {
@@ -252,7 +256,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn open(settings: &Settings) -> anyhow::Result<Store> {
-    Store::open(&settings.db, &settings.signing_key, 4).await
+    Store::open_with_signer(&settings.db, Signer::from_settings(settings)?, 4).await
 }
 
 fn cli_actor() -> String {
@@ -333,7 +337,11 @@ async fn audit_command(
     out: &mut impl Write,
 ) -> anyhow::Result<ExitCode> {
     match cmd {
-        AuditCommand::Verify { file, public_key } => {
+        AuditCommand::Verify {
+            file,
+            public_key,
+            checkpoints,
+        } => {
             let key = match public_key {
                 Some(path) => {
                     let text = std::fs::read_to_string(&path).map_err(|e| {
@@ -341,8 +349,8 @@ async fn audit_command(
                     })?;
                     parse_public_key(&text).map_err(|e| anyhow::anyhow!(e))?
                 }
-                None if settings.signing_key.exists() => {
-                    Signer::load_or_create(&settings.signing_key)?.verifying_key()
+                None if settings.signing_key_pem.is_some() || settings.signing_key.exists() => {
+                    Signer::from_settings(settings)?.verifying_key()
                 }
                 None => anyhow::bail!(
                     "no public key: pass --public-key FILE (from `countersign audit public-key`), or run where the signing key {} is",
@@ -350,40 +358,86 @@ async fn audit_command(
                 ),
             };
             let started = std::time::Instant::now();
-            let result = match &file {
+            let (result, mismatches) = match &file {
                 Some(path) => {
                     let f = std::fs::File::open(path)
                         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
-                    trail_verify_file(std::io::BufReader::with_capacity(1 << 20, f), key)?
+                    let r = trail_verify_file(std::io::BufReader::with_capacity(1 << 20, f), key)?;
+                    (r, vec![])
                 }
                 None => {
                     if !trail::db_file(&settings.db).exists() {
                         anyhow::bail!("cannot open database {}: no such file", settings.db);
                     }
-                    trail::verify(&settings.db, key).await?
+                    let v = trail::verify_all(&settings.db, key).await?;
+                    (v.chain, v.mismatches)
                 }
             };
             let source = file
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| settings.db.clone());
+            // Checkpoints are checked only against a chain that verified:
+            // otherwise the first break is the finding.
+            let checkpoint_failure = match (&checkpoints, &result) {
+                (Some(cp), Ok(_)) => {
+                    let list = crate::store::checkpoints::read_file(cp)?;
+                    let failure = match &file {
+                        Some(path) => trail::check_checkpoints_in_export(path, &list, &key)?,
+                        None => trail::check_checkpoints_in_db(&settings.db, &list, &key).await?,
+                    };
+                    Some((list.len(), failure))
+                }
+                _ => None,
+            };
+            let checked = checkpoint_failure.as_ref().map(|(n, _)| *n);
+            let checkpoint_failure = checkpoint_failure.and_then(|(_, f)| f);
             match result {
-                Ok(r) => {
+                Ok(r) if mismatches.is_empty() && checkpoint_failure.is_none() => {
                     writeln!(
                         out,
                         "{}",
                         json!({
                             "ok": true, "source": source, "events": r.events, "signatures": r.signatures,
                             "head_seq": r.head_seq, "head_hash": r.head_hash, "seconds": started.elapsed().as_secs_f64(),
+                            "mismatches": mismatches, "checkpoints_checked": checked,
                         })
                     )?;
                     Ok(ExitCode::SUCCESS)
+                }
+                Ok(r) => {
+                    let reason = match &checkpoint_failure {
+                        Some((_, why)) => why.clone(),
+                        None => format!("{} row(s) disagree with the trail", mismatches.len()),
+                    };
+                    writeln!(
+                        out,
+                        "{}",
+                        json!({
+                            "ok": false, "source": source, "events": r.events, "signatures": r.signatures,
+                            "head_seq": r.head_seq, "head_hash": r.head_hash, "reason": reason,
+                            "mismatches": mismatches, "checkpoints_checked": checked,
+                            "checkpoint": checkpoint_failure.as_ref().map(|(c, _)| c),
+                        })
+                    )?;
+                    for m in &mismatches {
+                        eprintln!(
+                            "{} {} disagrees with the trail: {}",
+                            m.subject,
+                            m.id,
+                            m.fields.join(", ")
+                        );
+                    }
+                    if let Some((_, why)) = &checkpoint_failure {
+                        eprintln!("audit trail FAILED the checkpoint check: {why}");
+                    }
+                    Ok(ExitCode::from(3))
                 }
                 Err(b) => {
                     writeln!(
                         out,
                         "{}",
-                        json!({ "ok": false, "source": source, "first_bad_seq": b.seq, "reason": b.reason })
+                        json!({ "ok": false, "source": source, "first_bad_seq": b.seq, "reason": b.reason, "mismatches": mismatches })
                     )?;
                     eprintln!(
                         "audit trail FAILED verification at seq {}: {}",
@@ -416,7 +470,7 @@ async fn audit_command(
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::PublicKey => {
-            let signer = Signer::load_or_create(&settings.signing_key)?;
+            let signer = Signer::from_settings(settings)?;
             write!(out, "{}", signer.public_pem())?;
             Ok(ExitCode::SUCCESS)
         }

@@ -119,6 +119,12 @@ pub struct Settings {
     pub policy: Option<PathBuf>,
     /// Ed25519 key that signs the audit chain; created at first start.
     pub signing_key: PathBuf,
+    /// The signing key itself (PKCS#8 PEM), given through the environment
+    /// so it never sits on the database's disk; beats `signing_key`.
+    pub signing_key_pem: Option<Secret>,
+    /// A file (on another volume) that gets one JSON line per signed chain
+    /// head, so a cut tail is detectable (`audit verify --checkpoints`).
+    pub audit_checkpoints: Option<PathBuf>,
     pub webhook_secret: Option<Secret>,
     /// Where agents' callback URLs may point (src/net/egress.rs).
     pub webhook_destinations: crate::net::egress::Destinations,
@@ -152,6 +158,8 @@ impl Default for Settings {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
             policy: None,
             signing_key: PathBuf::new(),
+            signing_key_pem: None,
+            audit_checkpoints: None,
             webhook_secret: None,
             webhook_destinations: crate::net::egress::Destinations::public(),
             network: NetworkSettings {
@@ -205,6 +213,7 @@ struct FileConfig {
     listen: Option<String>,
     policy: Option<PathBuf>,
     signing_key: Option<PathBuf>,
+    audit_checkpoints: Option<PathBuf>,
     webhook_secret: Option<Secret>,
     webhook_allowed_hosts: Option<Vec<String>>,
     header_timeout: Option<String>,
@@ -330,6 +339,7 @@ impl Settings {
         }
         self.policy = f.policy.or(self.policy.take());
         set(&mut self.signing_key, f.signing_key);
+        self.audit_checkpoints = f.audit_checkpoints.or(self.audit_checkpoints.take());
         self.webhook_secret = f.webhook_secret.or(self.webhook_secret.take());
         if let Some(list) = f.webhook_allowed_hosts {
             self.webhook_destinations =
@@ -397,6 +407,12 @@ impl Settings {
         }
         if let Some(p) = get("COUNTERSIGN_SIGNING_KEY") {
             self.signing_key = p.into();
+        }
+        if let Some(v) = get("COUNTERSIGN_SIGNING_KEY_PEM") {
+            self.signing_key_pem = Some(Secret(v));
+        }
+        if let Some(p) = get("COUNTERSIGN_AUDIT_CHECKPOINTS") {
+            self.audit_checkpoints = Some(p.into());
         }
         if let Some(v) = get("COUNTERSIGN_WEBHOOK_SECRET") {
             self.webhook_secret = Some(Secret(v));

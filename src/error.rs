@@ -33,6 +33,17 @@ pub enum AppError {
     /// Over a rate limit; answered with `Retry-After: <secs>`.
     #[error("{detail}")]
     TooManyRequests { detail: String, retry_after: u64 },
+    /// A stored row disagrees with the audit events it was derived from:
+    /// the file was edited behind the service's back. Served as 409 (the
+    /// state conflicts with the trail), never acted on.
+    #[error(
+        "request {request_id} disagrees with its audit trail ({}): it is neither served nor acted on; run `countersign audit verify`",
+        fields.join(", ")
+    )]
+    Integrity {
+        request_id: String,
+        fields: Vec<String>,
+    },
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
     #[error(transparent)]
@@ -63,6 +74,7 @@ impl AppError {
             },
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Integrity { .. } => StatusCode::CONFLICT,
             AppError::Sqlx(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -80,6 +92,7 @@ impl AppError {
             AppError::Refused(r) => r.code(),
             AppError::Unavailable(_) => "unavailable",
             AppError::TooManyRequests { .. } => "rate-limited",
+            AppError::Integrity { .. } => "integrity",
             AppError::Sqlx(_) | AppError::Internal(_) => "internal",
         }
     }
@@ -108,6 +121,10 @@ impl AppError {
             body["request_status"] = json!(status);
             body["decided_by"] = json!(decided_by);
             body["decided_at"] = json!(decided_at.map(crate::clock::fmt));
+        }
+        if let AppError::Integrity { request_id, fields } = self {
+            body["request_id"] = json!(request_id);
+            body["fields"] = json!(fields);
         }
         body
     }

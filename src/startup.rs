@@ -42,12 +42,16 @@ impl Server {
         install_crypto_provider();
         crate::http::ops::metrics_handle();
         let policy = load_policy(&settings)?;
-        let store = Store::open(
+        let store = Store::open_with_signer(
             &settings.db,
-            &settings.signing_key,
+            crate::store::audit::Signer::from_settings(&settings)?,
             settings.read_connections,
         )
         .await?;
+        crate::store::audit::warn_if_key_beside_db(&settings);
+        if let Some(path) = &settings.audit_checkpoints {
+            store.start_checkpoints(path)?;
+        }
         let channels = crate::channels::enabled(&settings);
         let app = App::new(store.clone(), settings.clone(), policy, channels)?;
         let mut outbox = Outbox::new(store, settings.outbox.clone());

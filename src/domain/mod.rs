@@ -4,6 +4,7 @@
 pub mod audit_command;
 pub mod policy;
 pub mod principal;
+pub mod replay;
 pub mod request;
 pub mod rules;
 

@@ -204,7 +204,7 @@ pub async fn redeem(
         .store
         .write(move |ctx| {
             Box::pin(async move {
-                let Some(req) = requests::load(&mut ctx.conn, jti).await? else {
+                let Some(req) = requests::load_checked(ctx, jti).await? else {
                     return Err(AppError::NotFound(format!("no approval request has id {jti}")));
                 };
                 // The row must agree with the permit: a request whose state

@@ -87,7 +87,7 @@ impl App {
             .write(move |ctx| {
                 Box::pin(async move {
                     if let Some(k) = &new.idempotency_key
-                        && let Some(existing) = requests::find_idempotent(&mut ctx.conn, &key.principal, k).await?
+                        && let Some(existing) = requests::find_idempotent(ctx, &key.principal, k).await?
                     {
                         return if existing.idempotency_hash.as_deref() == Some(new.body_hash.as_str()) {
                             Ok(Created::Replayed(existing))
@@ -205,7 +205,7 @@ impl App {
             .write(move |ctx| {
                 Box::pin(async move {
                     let id = input.request_id;
-                    let Some(req) = requests::load(&mut ctx.conn, id).await? else {
+                    let Some(req) = requests::load_checked(ctx, id).await? else {
                         return Err(AppError::NotFound(format!("no approval request has id {id}")));
                     };
                     let prior_list = req.prior_principals();
@@ -293,7 +293,7 @@ impl App {
         self.store
             .write(move |ctx| {
                 Box::pin(async move {
-                    let Some(req) = requests::load(&mut ctx.conn, id).await? else {
+                    let Some(req) = requests::load_checked(ctx, id).await? else {
                         return Err(AppError::NotFound(format!(
                             "no approval request has id {id}"
                         )));
@@ -393,7 +393,7 @@ pub async fn revoke_key(
                 let ids = keys::pending_requests_of(&mut ctx.conn, &key_id).await?;
                 let now = ctx.now_str();
                 for &id in &ids {
-                    let Some(req) = requests::load(&mut ctx.conn, id).await? else {
+                    let Some(req) = requests::load_checked(ctx, id).await? else {
                         continue;
                     };
                     requests::finalize(&mut ctx.conn, id, Status::Cancelled, &now, &actor, REVOKED)

@@ -231,35 +231,47 @@ pub struct VerifyResult {
     pub first_bad_seq: Option<i64>,
     pub reason: Option<String>,
     pub public_key: String,
+    /// Rows of the derived tables (requests, decisions, facets, keys,
+    /// identities) that disagree with the events; `ok` is false if any.
+    pub mismatches: Vec<trail::Mismatch>,
+    /// The newest signed head this service wrote to its checkpoint sink.
+    pub checkpoint: Option<crate::store::checkpoints::Checkpoint>,
 }
 
 impl App {
-    /// Recomputes the chain and checks its signatures with the service's key.
+    /// Recomputes the chain and checks its signatures with the service's
+    /// key, and checks the derived tables against the events.
     pub async fn verify_trail(&self) -> AppResult<VerifyResult> {
         let public_key = self.store.signer.public_hex().to_string();
-        Ok(
-            match trail::verify(&self.settings.db, self.store.signer.verifying_key()).await? {
-                Ok(r) => VerifyResult {
-                    ok: true,
-                    events: r.events,
-                    signatures: r.signatures,
-                    head_seq: r.head_seq,
-                    head_hash: r.head_hash,
-                    first_bad_seq: None,
-                    reason: None,
-                    public_key,
-                },
-                Err(b) => VerifyResult {
-                    ok: false,
-                    events: 0,
-                    signatures: 0,
-                    head_seq: 0,
-                    head_hash: String::new(),
-                    first_bad_seq: Some(b.seq),
-                    reason: Some(b.reason),
-                    public_key,
-                },
+        let v = trail::verify_all(&self.settings.db, self.store.signer.verifying_key()).await?;
+        let ok = v.ok();
+        let checkpoint = self.store.checkpoints.get().and_then(|c| c.last());
+        Ok(match v.chain {
+            Ok(r) => VerifyResult {
+                ok,
+                events: r.events,
+                signatures: r.signatures,
+                head_seq: r.head_seq,
+                head_hash: r.head_hash,
+                first_bad_seq: None,
+                reason: (!ok)
+                    .then(|| format!("{} row(s) disagree with the trail", v.mismatches.len())),
+                public_key,
+                mismatches: v.mismatches,
+                checkpoint,
             },
-        )
+            Err(b) => VerifyResult {
+                ok: false,
+                events: 0,
+                signatures: 0,
+                head_seq: 0,
+                head_hash: String::new(),
+                first_bad_seq: Some(b.seq),
+                reason: Some(b.reason),
+                public_key,
+                mismatches: v.mismatches,
+                checkpoint,
+            },
+        })
     }
 }

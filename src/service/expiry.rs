@@ -24,8 +24,9 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 impl App {
     pub async fn run_expiry(self, shutdown: CancellationToken) {
         loop {
-            match self.expire_due().await {
-                Ok(n) if n > 0 => tracing::info!(expired = n, "expired overdue requests"),
+            let swept = self.expire_due().await;
+            match &swept {
+                Ok(n) if *n > 0 => tracing::info!(expired = n, "expired overdue requests"),
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
             }
@@ -41,6 +42,13 @@ impl App {
                 .map(|t| (t - clock::now()).to_std().unwrap_or(Duration::ZERO))
                 .unwrap_or(MAX_SLEEP)
                 .min(MAX_SLEEP);
+            // An overdue row that could not be expired (it disagrees with its
+            // trail) must not turn the sweeper into a busy loop.
+            let sleep = if sleep.is_zero() && !matches!(swept, Ok(n) if n > 0) {
+                Duration::from_secs(1)
+            } else {
+                sleep
+            };
             tokio::select! {
                 // A few ms past the deadline so the row compares as overdue.
                 _ = tokio::time::sleep(sleep + Duration::from_millis(5)) => {}
@@ -63,9 +71,16 @@ impl App {
                     .bind(&now)
                     .fetch_all(&mut ctx.conn)
                     .await?;
+                    let mut expired = 0;
                     for id in &ids {
                         let id = Uuid::parse_str(id).map_err(|_| AppError::Internal(anyhow::anyhow!("bad id {id}")))?;
-                        let Some(req) = requests::load(&mut ctx.conn, id).await? else { continue };
+                        // A row that disagrees with its trail is not expired (nor anything
+                        // else); it stays for an operator, and the rest still expire.
+                        let req = match requests::load_checked(ctx, id).await {
+                            Ok(Some(req)) => req,
+                            Ok(None) | Err(AppError::Integrity { .. }) => continue,
+                            Err(e) => return Err(e),
+                        };
                         let (status, reason) = match req.on_expiry() {
                             OnExpiry::Deny => (Status::Expired, "expired without a decision; expiry denies".to_string()),
                             OnExpiry::Approve => (Status::Approved, format!("expired; rule '{}' approves on expiry", req.policy.rule)),
@@ -78,8 +93,9 @@ impl App {
                         .await?;
                         let after = requests::load(&mut ctx.conn, id).await?.ok_or_else(|| AppError::Internal(anyhow::anyhow!("request vanished")))?;
                         on_final(ctx, &channels, &after).await?;
+                        expired += 1;
                     }
-                    Ok(ids.len())
+                    Ok(expired)
                 })
             })
             .await

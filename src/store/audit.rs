@@ -92,6 +92,20 @@ impl Signer {
         Ok(Self { key, public_hex })
     }
 
+    /// The key from `COUNTERSIGN_SIGNING_KEY_PEM` if set, else the file.
+    pub fn from_settings(s: &crate::config::Settings) -> anyhow::Result<Self> {
+        match &s.signing_key_pem {
+            Some(pem) => {
+                let key = SigningKey::from_pkcs8_pem(pem.expose()).map_err(|e| {
+                    anyhow::anyhow!("COUNTERSIGN_SIGNING_KEY_PEM is not an Ed25519 PKCS#8 PEM: {e}")
+                })?;
+                let public_hex = hex::encode(key.verifying_key().as_bytes());
+                Ok(Self { key, public_hex })
+            }
+            None => Self::load_or_create(&s.signing_key),
+        }
+    }
+
     pub fn sign(&self, hash: &str) -> String {
         hex::encode(self.key.sign(hash.as_bytes()).to_bytes())
     }
@@ -109,6 +123,30 @@ impl Signer {
             .verifying_key()
             .to_public_key_pem(LineEnding::LF)
             .expect("an Ed25519 public key encodes")
+    }
+}
+
+/// Warns (once, at start) when the signing key sits in the database's
+/// directory: whoever can write the file could then also re-sign a
+/// rewritten trail. README, "Keeping the signing key apart".
+pub fn warn_if_key_beside_db(settings: &crate::config::Settings) {
+    if settings.signing_key_pem.is_some() {
+        return;
+    }
+    let (db, key) = (&settings.db, settings.signing_key.as_path());
+    let dir = |p: &Path| {
+        let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
+        std::fs::canonicalize(parent.unwrap_or(Path::new("."))).ok()
+    };
+    let db_file = super::trail::db_file(db);
+    if let (Some(a), Some(b)) = (dir(&db_file), dir(key))
+        && a == b
+    {
+        tracing::warn!(
+            key = %key.display(),
+            database = %db_file.display(),
+            "the audit signing key is in the same directory as the database: anyone who can edit the database can also re-sign it; put the key on another mount (COUNTERSIGN_SIGNING_KEY)"
+        );
     }
 }
 

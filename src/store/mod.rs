@@ -12,6 +12,7 @@
 //! Reads use a separate pool; WAL mode lets them run beside the writer.
 
 pub mod audit;
+pub mod checkpoints;
 pub mod identities;
 pub mod keys;
 pub mod outbox;
@@ -22,8 +23,8 @@ pub mod trail;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -176,6 +177,17 @@ impl WriteCtx {
         Ok(id)
     }
 
+    /// Events this batch appended for `request_id` and has not written yet,
+    /// so a check inside the batch sees the whole trail of the request.
+    pub fn pending_for<'a>(
+        &'a self,
+        request_id: &'a str,
+    ) -> impl Iterator<Item = &'a audit::StoredEvent> + 'a {
+        self.pending_events
+            .iter()
+            .filter(move |e| e.request_id == request_id)
+    }
+
     pub fn after_commit(&mut self, effect: AfterCommit) {
         self.effects.push(effect);
     }
@@ -214,6 +226,8 @@ pub struct Store {
     /// WAL frames not yet copied back into the database at the last checkpoint.
     pub wal_backlog: Arc<AtomicI64>,
     pub permits: PermitSlot,
+    /// Where signed heads go after each commit, once started.
+    pub checkpoints: Arc<OnceLock<checkpoints::Checkpoints>>,
 }
 
 /// Connection options shared by the writer, the readers and the CLI.
@@ -249,6 +263,16 @@ impl Store {
     /// Opens (creating if needed) the database, applies migrations, loads
     /// or creates the signing key and starts the writer task.
     pub async fn open(db: &str, key_path: &Path, read_connections: u32) -> anyhow::Result<Self> {
+        Self::open_with_signer(db, Signer::load_or_create(key_path)?, read_connections).await
+    }
+
+    /// [`open`](Self::open) with a signing key already loaded (e.g. from
+    /// `COUNTERSIGN_SIGNING_KEY_PEM`).
+    pub async fn open_with_signer(
+        db: &str,
+        signer: Signer,
+        read_connections: u32,
+    ) -> anyhow::Result<Self> {
         let opts = connect_options(db)?;
         let mut conn = SqliteConnection::connect_with(&opts)
             .await
@@ -266,12 +290,14 @@ impl Store {
             .min_connections(1)
             .connect_with(opts.read_only(false))
             .await?;
-        let signer = Arc::new(Signer::load_or_create(key_path)?);
+        let signer = Arc::new(signer);
         let waiters = Waiters::default();
         let signals = Signals::default();
         let (tx, rx) = mpsc::channel::<Job>(4096);
         let permits = PermitSlot::default();
+        let sinks: Arc<OnceLock<checkpoints::Checkpoints>> = Arc::default();
         let writer = Writer {
+            checkpoints: sinks.clone(),
             ctx: WriteCtx {
                 conn,
                 now: clock::now(),
@@ -297,7 +323,17 @@ impl Store {
             signals,
             wal_backlog,
             permits,
+            checkpoints: sinks,
         })
+    }
+
+    /// Starts writing each signed head to the checkpoint file at `path`
+    /// (`COUNTERSIGN_AUDIT_CHECKPOINTS`). Only the service calls this; the
+    /// CLI's short-lived writes are covered by the next head it signs.
+    pub fn start_checkpoints(&self, path: &Path) -> anyhow::Result<()> {
+        let sink = checkpoints::Checkpoints::start(path)?;
+        let _ = self.checkpoints.set(sink);
+        Ok(())
     }
 
     /// Runs `f` inside the writer's transaction and returns its result once
@@ -357,6 +393,7 @@ async fn checkpoint(pool: SqlitePool, backlog: Arc<AtomicI64>) {
 }
 
 struct Writer {
+    checkpoints: Arc<OnceLock<checkpoints::Checkpoints>>,
     ctx: WriteCtx,
     signer: Arc<Signer>,
     waiters: Waiters,
@@ -389,6 +426,7 @@ impl Writer {
         ctx.now = clock::now();
         ctx.effects.clear();
         let mut finishers: Vec<Finisher> = Vec::with_capacity(batch.len());
+        let mut signed: Option<checkpoints::Checkpoint> = None;
         let result: Result<(), sqlx::Error> = async {
             ctx.conn.execute("BEGIN IMMEDIATE").await?;
             let head: Option<(i64, String, String)> =
@@ -434,13 +472,21 @@ impl Writer {
             }
             ctx.flush_events().await?;
             if ctx.head_seq != start_seq {
+                let signature = signer.sign(&ctx.head_hash);
                 sqlx::query("INSERT INTO audit_signatures (seq, hash, signature, public_key) VALUES (?, ?, ?, ?)")
                     .bind(ctx.head_seq)
                     .bind(&ctx.head_hash)
-                    .bind(signer.sign(&ctx.head_hash))
+                    .bind(&signature)
                     .bind(signer.public_hex())
                     .execute(&mut ctx.conn)
                     .await?;
+                signed = Some(checkpoints::Checkpoint {
+                    seq: ctx.head_seq,
+                    hash: ctx.head_hash.clone(),
+                    ts: clock::fmt(ctx.now),
+                    signature,
+                    key_id: signer.public_hex().to_string(),
+                });
             }
             ctx.conn.execute("COMMIT").await?;
             Ok(())
@@ -451,6 +497,11 @@ impl Writer {
             Ok(()) => {
                 for f in finishers {
                     f(None);
+                }
+                // Handed off, never written here: the sink's fsync must not
+                // hold up the next batch.
+                if let (Some(head), Some(sink)) = (signed, self.checkpoints.get()) {
+                    sink.send(head);
                 }
                 self.apply_effects();
             }

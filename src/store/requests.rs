@@ -1,17 +1,21 @@
 //! Approval requests and their decisions as stored, and as shown.
 
 use serde::Serialize;
+use serde_json::{Value, json};
 use sqlx::{SqliteConnection, SqliteExecutor};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::WriteCtx;
+use super::audit::{self, StoredEvent};
 use crate::domain::policy::OnExpiry;
+use crate::domain::replay::{self, EventRef, State};
 use crate::domain::rules::{PriorDecision, RequestFacts};
 use crate::domain::{Principal, Risk, Status, Verdict};
 use crate::error::{AppError, AppResult};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
-struct RequestRow {
+pub struct RequestRow {
     id: String,
     action: String,
     resource: String,
@@ -159,7 +163,7 @@ pub fn prior<'a>(list: &'a [(Principal, Verdict)]) -> Vec<PriorDecision<'a>> {
         .collect()
 }
 
-const SELECT: &str = "SELECT id, action, resource, summary, justification, details, risk, requester, key_id, key_owner, \
+pub const SELECT: &str = "SELECT id, action, resource, summary, justification, details, risk, requester, key_id, key_owner, \
     on_behalf_of, status, policy_rule, policy_version, required_approvals, approvers, on_expiry, slack_channel, \
     teams_conversation, callback_url, payload_sha256, created_at, expires_at, decided_at, decided_by, final_reason, \
     idempotency_hash FROM approval_requests";
@@ -233,14 +237,26 @@ async fn decisions<'e>(db: impl SqliteExecutor<'e>, id: &str) -> AppResult<Vec<D
     .await?)
 }
 
-/// Reads one request with its decisions (a read outside the writer).
+/// Reads one request with its decisions (a read outside the writer),
+/// checked against its audit events: a row that disagrees with them is
+/// refused with [`AppError::Integrity`], never served. The three reads run
+/// in one read transaction, so a commit between them cannot look like
+/// tampering.
 pub async fn get(pool: &sqlx::SqlitePool, id: Uuid) -> AppResult<Option<Approval>> {
-    let mut conn = pool.acquire().await?;
-    load(&mut conn, id).await
+    let mut tx = pool.begin().await?;
+    let Some((row, decisions)) = load_parts(&mut tx, id).await? else {
+        return Ok(None);
+    };
+    let events = request_events(&mut tx, &row.id).await?;
+    tx.commit().await?;
+    check(&row, &decisions, &events)?;
+    row.into_approval(decisions).map(Some)
 }
 
-/// Reads one request on a given connection (inside the writer's transaction).
-pub async fn load(conn: &mut SqliteConnection, id: Uuid) -> AppResult<Option<Approval>> {
+async fn load_parts(
+    conn: &mut SqliteConnection,
+    id: Uuid,
+) -> AppResult<Option<(RequestRow, Vec<DecisionView>)>> {
     let id = id.to_string();
     let Some(row) =
         sqlx::query_as::<_, RequestRow>(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = ?")))
@@ -251,11 +267,205 @@ pub async fn load(conn: &mut SqliteConnection, id: Uuid) -> AppResult<Option<App
         return Ok(None);
     };
     let decisions = decisions(&mut *conn, &id).await?;
+    Ok(Some((row, decisions)))
+}
+
+/// Reads one request on the writer's connection without checking it. Only
+/// for reading back what the same job has just written (its events are not
+/// flushed yet); anything the job decides on comes from [`load_checked`].
+pub async fn load(conn: &mut SqliteConnection, id: Uuid) -> AppResult<Option<Approval>> {
+    match load_parts(conn, id).await? {
+        None => Ok(None),
+        Some((row, decisions)) => row.into_approval(decisions).map(Some),
+    }
+}
+
+/// Reads one request inside the writer's transaction, checked against its
+/// events (those committed and those this batch has appended but not yet
+/// written), so the decision path never acts on a forged row.
+pub async fn load_checked(ctx: &mut WriteCtx, id: Uuid) -> AppResult<Option<Approval>> {
+    let Some((row, decisions)) = load_parts(&mut ctx.conn, id).await? else {
+        return Ok(None);
+    };
+    let mut events = request_events(&mut ctx.conn, &row.id).await?;
+    events.extend(ctx.pending_for(&row.id).cloned());
+    check(&row, &decisions, &events)?;
     row.into_approval(decisions).map(Some)
 }
 
+/// A request's events, oldest first, through the `audit_events_request` index.
+async fn request_events(conn: &mut SqliteConnection, id: &str) -> AppResult<Vec<StoredEvent>> {
+    Ok(sqlx::query_as::<_, StoredEvent>(
+        "SELECT seq, ts, actor, request_id, action, kind, data, prev_hash, hash \
+         FROM audit_events WHERE request_id = ? ORDER BY seq",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// The state a stored row (and its decisions) claims, in the form
+/// [`replay`](crate::domain::replay) produces.
+fn stored_state(row: &RequestRow, decisions: &[DecisionView]) -> State {
+    let json_text = |t: &str| serde_json::from_str(t).unwrap_or(Value::String(t.to_string()));
+    let mut s = State::new();
+    s.insert("action", json!(row.action));
+    s.insert("resource", json!(row.resource));
+    s.insert("summary", json!(row.summary));
+    s.insert("justification", json!(row.justification));
+    s.insert("details", json_text(&row.details));
+    s.insert("risk", json!(row.risk));
+    s.insert("requester", json!(row.requester));
+    s.insert("on_behalf_of", json!(row.on_behalf_of));
+    s.insert("key_id", json!(row.key_id));
+    s.insert("key_owner", json!(row.key_owner));
+    s.insert("callback_url", json!(row.callback_url));
+    s.insert("expires_at", json!(row.expires_at));
+    s.insert("payload_sha256", json!(row.payload_sha256));
+    s.insert("created_at", json!(row.created_at));
+    s.insert("policy_rule", json!(row.policy_rule));
+    s.insert("policy_version", json!(row.policy_version));
+    s.insert("required_approvals", json!(row.required_approvals));
+    s.insert("approvers", json_text(&row.approvers));
+    s.insert("on_expiry", json!(row.on_expiry));
+    s.insert("status", json!(row.status));
+    s.insert("decided_at", json!(row.decided_at));
+    s.insert("decided_by", json!(row.decided_by));
+    s.insert("reason", json!(row.final_reason));
+    s.insert(
+        "decisions",
+        Value::Array(
+            decisions
+                .iter()
+                .map(|d| {
+                    json!({"principal": d.principal, "verdict": d.verdict, "comment": d.comment,
+                           "channel": d.channel, "at": d.at})
+                })
+                .collect(),
+        ),
+    );
+    s
+}
+
+/// What disagrees between a stored request and its events: events whose
+/// hash is not what their content says (`event SEQ`), or row fields that
+/// differ from the replayed state. Empty when they agree.
+fn disagreements(
+    row: &RequestRow,
+    decisions: &[DecisionView],
+    events: &[StoredEvent],
+) -> Vec<String> {
+    let mut bad: Vec<String> = events
+        .iter()
+        .filter(|e| {
+            audit::event_hash(
+                &e.prev_hash,
+                e.seq,
+                &e.ts,
+                &e.actor,
+                &e.request_id,
+                &e.action,
+                &e.kind,
+                &e.data,
+            ) != e.hash
+        })
+        .map(|e| format!("event {}", e.seq))
+        .collect();
+    let data: Vec<Value> = events
+        .iter()
+        .map(|e| serde_json::from_str(&e.data).unwrap_or(Value::Null))
+        .collect();
+    let refs: Vec<EventRef<'_>> = events
+        .iter()
+        .zip(&data)
+        .map(|(e, data)| EventRef {
+            kind: &e.kind,
+            ts: &e.ts,
+            actor: &e.actor,
+            data,
+        })
+        .collect();
+    bad.extend(state_differences(row, decisions, &refs));
+    bad
+}
+
+/// The row fields that differ from the state its events replay to (or why
+/// the events replay to no state). `audit verify` calls this for every
+/// request; it has checked the events' hashes in its chain pass already.
+pub fn state_differences(
+    row: &RequestRow,
+    decisions: &[DecisionView],
+    events: &[EventRef<'_>],
+) -> Vec<String> {
+    match replay::replay(events) {
+        Ok(expected) => replay::differences(&expected, &stored_state(row, decisions))
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
+        Err(why) => vec![format!("events ({why})")],
+    }
+}
+
+/// The columns [`SELECT`] reads, from a rusqlite row (`audit verify` reads
+/// the whole table on a blocking thread, like the chain).
+pub fn row_from_rusqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<RequestRow> {
+    Ok(RequestRow {
+        id: r.get(0)?,
+        action: r.get(1)?,
+        resource: r.get(2)?,
+        summary: r.get(3)?,
+        justification: r.get(4)?,
+        details: r.get(5)?,
+        risk: r.get(6)?,
+        requester: r.get(7)?,
+        key_id: r.get(8)?,
+        key_owner: r.get(9)?,
+        on_behalf_of: r.get(10)?,
+        status: r.get(11)?,
+        policy_rule: r.get(12)?,
+        policy_version: r.get(13)?,
+        required_approvals: r.get(14)?,
+        approvers: r.get(15)?,
+        on_expiry: r.get(16)?,
+        slack_channel: r.get(17)?,
+        teams_conversation: r.get(18)?,
+        callback_url: r.get(19)?,
+        payload_sha256: r.get(20)?,
+        created_at: r.get(21)?,
+        expires_at: r.get(22)?,
+        decided_at: r.get(23)?,
+        decided_by: r.get(24)?,
+        final_reason: r.get(25)?,
+        idempotency_hash: r.get(26)?,
+    })
+}
+
+impl RequestRow {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+fn check(row: &RequestRow, decisions: &[DecisionView], events: &[StoredEvent]) -> AppResult<()> {
+    let fields = disagreements(row, decisions, events);
+    if fields.is_empty() {
+        return Ok(());
+    }
+    tracing::error!(
+        request_id = %row.id,
+        fields = %fields.join(","),
+        "a stored request disagrees with its audit trail; refusing to serve or act on it"
+    );
+    Err(AppError::Integrity {
+        request_id: row.id.clone(),
+        fields,
+    })
+}
+
+/// The request an Idempotency-Key already made, checked like any other
+/// load: a replayed answer is served, so it must agree with its events.
 pub async fn find_idempotent(
-    conn: &mut SqliteConnection,
+    ctx: &mut WriteCtx,
     requester: &Principal,
     key: &str,
 ) -> AppResult<Option<Approval>> {
@@ -264,11 +474,11 @@ pub async fn find_idempotent(
     )
     .bind(requester.as_str())
     .bind(key)
-    .fetch_optional(&mut *conn)
+    .fetch_optional(&mut ctx.conn)
     .await?;
     match id {
         None => Ok(None),
-        Some(id) => load(conn, Uuid::parse_str(&id).map_err(|_| corrupt("id", &id))?).await,
+        Some(id) => load_checked(ctx, Uuid::parse_str(&id).map_err(|_| corrupt("id", &id))?).await,
     }
 }
 
@@ -320,13 +530,18 @@ pub async fn list(pool: &sqlx::SqlitePool, f: &ListFilter) -> AppResult<Vec<Appr
     if let Some(b) = f.before {
         q = q.bind(b.to_string());
     }
-    let rows = q.bind(f.limit as i64).fetch_all(pool).await?;
-    let mut conn = pool.acquire().await?;
+    // Lists are checked too (a page is at most a few hundred requests, each
+    // a handful of indexed rows): a forged row is never served by any read.
+    let mut tx = pool.begin().await?;
+    let rows = q.bind(f.limit as i64).fetch_all(&mut *tx).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        let d = decisions(&mut *conn, &row.id).await?;
+        let d = decisions(&mut *tx, &row.id).await?;
+        let events = request_events(&mut tx, &row.id).await?;
+        check(&row, &d, &events)?;
         out.push(row.into_approval(d)?);
     }
+    tx.commit().await?;
     Ok(out)
 }
 

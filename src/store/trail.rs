@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::audit::{Break, CSV_HEADER, ChainVerifier, ExportLine, Report, StoredEvent};
+use super::checkpoints::{self, Checkpoint};
 use crate::clock;
 use crate::error::AppResult;
 
@@ -583,4 +584,635 @@ fn verify_stretch(db: &str, key: VerifyingKey, lo: Option<i64>, hi: i64) -> AppR
     }
     let result = Ok(v.map(ChainVerifier::into_stretch).unwrap_or_default());
     Ok(Stretch { first, result })
+}
+
+/// A table row that disagrees with the events it was derived from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Mismatch {
+    /// `request`, `facet`, `key` or `identity`.
+    pub subject: &'static str,
+    /// The request id, `kind:VALUE` / `action:VALUE` for a facet, the key
+    /// id, or the external chat account.
+    pub id: String,
+    /// The fields that differ (`status`, `decisions`, …), or `missing` /
+    /// `extra` for a row the events call for or do not.
+    pub fields: Vec<String>,
+}
+
+/// Everything `audit verify` checks: the chain with its signatures, and
+/// the tables derived from it.
+#[derive(Debug, Clone)]
+pub struct Verification {
+    pub chain: Result<Report, Break>,
+    pub mismatches: Vec<Mismatch>,
+}
+
+impl Verification {
+    pub fn ok(&self) -> bool {
+        self.chain.is_ok() && self.mismatches.is_empty()
+    }
+}
+
+/// [`verify`], plus the derived tables checked against the events, on a
+/// third thread beside the two chain halves (one read transaction, so a
+/// live service's commits cannot look like disagreement).
+pub async fn verify_all(db: &str, key: VerifyingKey) -> AppResult<Verification> {
+    let db = db.to_string();
+    tokio::task::spawn_blocking(move || {
+        std::thread::scope(|scope| {
+            let state = scope.spawn(|| verify_state_blocking(&db));
+            let chain = verify_blocking(&db, key);
+            let state = state
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("a verify thread panicked").into()));
+            Ok(Verification {
+                chain: chain?,
+                mismatches: state?,
+            })
+        })
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("verify task failed: {e}"))?
+}
+
+/// Event kinds that change a request's state; the others (deliveries,
+/// blocked decisions) are skipped without parsing their data.
+fn shapes_request(kind: &str) -> bool {
+    matches!(
+        kind,
+        "request.created"
+            | "policy.evaluated"
+            | "decision.approve"
+            | "decision.deny"
+            | "request.approved"
+            | "request.denied"
+            | "request.cancelled"
+            | "request.expired"
+    )
+}
+
+struct OwnedEvent {
+    kind: String,
+    ts: String,
+    actor: String,
+    data: serde_json::Value,
+}
+
+fn verify_state_blocking(db: &str) -> AppResult<Vec<Mismatch>> {
+    let mut conn = open_read(db)?;
+    let tx = conn.transaction().map_err(bulk_error)?;
+    let mut out = Vec::new();
+    requests_against_events(&tx, &mut out).map_err(bulk_error)?;
+    facets_against_events(&tx, &mut out).map_err(bulk_error)?;
+    keys_against_events(&tx, &mut out).map_err(bulk_error)?;
+    identities_against_events(&tx, &mut out).map_err(bulk_error)?;
+    Ok(out)
+}
+
+/// Turns a row into `(group key, item)`, or skips it (`None`).
+type ReadRow<T> = fn(&rusqlite::Row<'_>) -> rusqlite::Result<Option<(String, T)>>;
+
+/// Reads rows sorted by their first column and hands them out grouped by it.
+struct Groups<'s, T> {
+    rows: rusqlite::Rows<'s>,
+    peeked: Option<(String, T)>,
+    done: bool,
+    read: ReadRow<T>,
+}
+
+impl<'s, T> Groups<'s, T> {
+    fn new(rows: rusqlite::Rows<'s>, read: ReadRow<T>) -> Self {
+        Self {
+            rows,
+            peeked: None,
+            done: false,
+            read,
+        }
+    }
+
+    /// The next row's key, reading ahead past rows `read` skips.
+    fn peek(&mut self) -> rusqlite::Result<Option<&str>> {
+        while self.peeked.is_none() && !self.done {
+            match self.rows.next()? {
+                None => self.done = true,
+                Some(row) => self.peeked = (self.read)(row)?,
+            }
+        }
+        Ok(self.peeked.as_ref().map(|(k, _)| k.as_str()))
+    }
+
+    /// Every item of the group with key `key` (empty if the next group is another).
+    fn take(&mut self, key: &str) -> rusqlite::Result<Vec<T>> {
+        let mut group = Vec::new();
+        while self.peek()? == Some(key) {
+            let (_, item) = self.peeked.take().expect("peeked");
+            group.push(item);
+        }
+        Ok(group)
+    }
+}
+
+/// Replays every request from its events and compares it with its row and
+/// decisions: a merge of three streams sorted by request id (the primary
+/// key, `decisions_request` and `audit_events_request`), constant memory.
+fn requests_against_events(
+    tx: &rusqlite::Transaction<'_>,
+    out: &mut Vec<Mismatch>,
+) -> rusqlite::Result<()> {
+    use super::requests::{self, DecisionView, RequestRow};
+    let mut req_stmt = tx.prepare(&format!("{} ORDER BY id", requests::SELECT))?;
+    let mut dec_stmt = tx.prepare(
+        "SELECT request_id, principal, verdict, comment, channel, created_at FROM decisions \
+         ORDER BY request_id, id",
+    )?;
+    let mut ev_stmt = tx.prepare(
+        "SELECT request_id, kind, ts, actor, data FROM audit_events \
+         WHERE request_id > '' ORDER BY request_id, seq",
+    )?;
+    let mut reqs: Groups<'_, RequestRow> = Groups::new(req_stmt.query([])?, |r| {
+        let row = requests::row_from_rusqlite(r)?;
+        Ok(Some((row.id().to_string(), row)))
+    });
+    let mut decs: Groups<'_, DecisionView> = Groups::new(dec_stmt.query([])?, |r| {
+        Ok(Some((
+            r.get(0)?,
+            DecisionView {
+                principal: r.get(1)?,
+                verdict: r.get(2)?,
+                comment: r.get(3)?,
+                channel: r.get(4)?,
+                at: r.get(5)?,
+            },
+        )))
+    });
+    let mut evs: Groups<'_, OwnedEvent> = Groups::new(ev_stmt.query([])?, |r| {
+        let kind = r.get_ref(1)?.as_str().unwrap_or_default();
+        if !shapes_request(kind) {
+            return Ok(None);
+        }
+        let data = r.get_ref(4)?.as_str().unwrap_or_default();
+        Ok(Some((
+            r.get(0)?,
+            OwnedEvent {
+                kind: kind.to_string(),
+                ts: r.get(2)?,
+                actor: r.get(3)?,
+                data: serde_json::from_str(data).unwrap_or(serde_json::Value::Null),
+            },
+        )))
+    });
+    loop {
+        let key = [reqs.peek()?, decs.peek()?, evs.peek()?]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(str::to_string);
+        let Some(key) = key else { break };
+        let row = reqs.take(&key)?.pop();
+        let decisions = decs.take(&key)?;
+        let events = evs.take(&key)?;
+        let fields = match &row {
+            None => vec!["missing".to_string()],
+            Some(row) => {
+                let refs: Vec<crate::domain::replay::EventRef<'_>> = events
+                    .iter()
+                    .map(|e| crate::domain::replay::EventRef {
+                        kind: &e.kind,
+                        ts: &e.ts,
+                        actor: &e.actor,
+                        data: &e.data,
+                    })
+                    .collect();
+                requests::state_differences(row, &decisions, &refs)
+            }
+        };
+        if !fields.is_empty() {
+            out.push(Mismatch {
+                subject: "request",
+                id: key,
+                fields,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The distinct values of an indexed column, one index probe each.
+fn distinct(tx: &rusqlite::Transaction<'_>, column: &str) -> rusqlite::Result<Vec<String>> {
+    use rusqlite::OptionalExtension;
+    let mut stmt = tx.prepare(&format!(
+        "SELECT {column} FROM audit_events WHERE {column} > ? ORDER BY {column} LIMIT 1"
+    ))?;
+    let mut values = Vec::new();
+    let mut last = String::new();
+    while let Some(v) = stmt
+        .query_row([&last], |r| r.get::<_, String>(0))
+        .optional()?
+    {
+        values.push(v.clone());
+        last = v;
+    }
+    Ok(values)
+}
+
+/// `audit_facets` must hold exactly the distinct actions and kinds of the
+/// events: a missing row hides events from glob and prefix queries.
+fn facets_against_events(
+    tx: &rusqlite::Transaction<'_>,
+    out: &mut Vec<Mismatch>,
+) -> rusqlite::Result<()> {
+    use std::collections::BTreeSet;
+    let mut expected: BTreeSet<(String, String)> = BTreeSet::new();
+    for facet in ["action", "kind"] {
+        for v in distinct(tx, facet)? {
+            expected.insert((facet.to_string(), v));
+        }
+    }
+    let mut stmt = tx.prepare("SELECT facet, value FROM audit_facets")?;
+    let stored: BTreeSet<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (set, other, what) in [
+        (&expected, &stored, "missing"),
+        (&stored, &expected, "extra"),
+    ] {
+        for (facet, value) in set.difference(other) {
+            out.push(Mismatch {
+                subject: "facet",
+                id: format!("{facet}:{value}"),
+                fields: vec![what.into()],
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Events of the given kinds, oldest first, with their data parsed.
+fn events_of(
+    tx: &rusqlite::Transaction<'_>,
+    kinds: &[&str],
+) -> rusqlite::Result<Vec<(String, serde_json::Value)>> {
+    let marks = vec!["?"; kinds.len()].join(", ");
+    let mut stmt = tx.prepare(&format!(
+        "SELECT kind, data FROM audit_events WHERE kind IN ({marks}) ORDER BY seq"
+    ))?;
+    stmt.query_map(rusqlite::params_from_iter(kinds), |r| {
+        let data: String = r.get(1)?;
+        Ok((
+            r.get(0)?,
+            serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+        ))
+    })?
+    .collect()
+}
+
+/// Each `api_keys` row against its `key.created` / `key.revoked` events:
+/// principal, owner, scopes, name, and whether it is revoked.
+fn keys_against_events(
+    tx: &rusqlite::Transaction<'_>,
+    out: &mut Vec<Mismatch>,
+) -> rusqlite::Result<()> {
+    use serde_json::{Value, json};
+    use std::collections::BTreeMap;
+    let mut expected: BTreeMap<String, BTreeMap<&str, Value>> = BTreeMap::new();
+    for (kind, data) in events_of(tx, &["key.created", "key.revoked"])? {
+        let id = data["key_id"].as_str().unwrap_or_default().to_string();
+        if kind == "key.created" {
+            let mut scopes: Vec<String> = data["scopes"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            scopes.sort();
+            expected.insert(
+                id,
+                BTreeMap::from([
+                    ("principal", data["principal"].clone()),
+                    ("owner", data["owner"].clone()),
+                    ("scopes", json!(scopes)),
+                    ("name", data["name"].clone()),
+                    ("revoked", json!(false)),
+                ]),
+            );
+        } else if let Some(k) = expected.get_mut(&id) {
+            k.insert("revoked", json!(true));
+        }
+    }
+    let mut stmt = tx.prepare(
+        "SELECT id, principal, owner, scopes, name, revoked_at FROM api_keys ORDER BY id",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let id: String = r.get(0)?;
+        let scopes: String = r.get(3)?;
+        let mut scopes: Vec<&str> = scopes.split(',').filter(|s| !s.is_empty()).collect();
+        scopes.sort();
+        let stored = BTreeMap::from([
+            ("principal", json!(r.get::<_, String>(1)?)),
+            ("owner", json!(r.get::<_, Option<String>>(2)?)),
+            ("scopes", json!(scopes)),
+            ("name", json!(r.get::<_, Option<String>>(4)?)),
+            ("revoked", json!(r.get::<_, Option<String>>(5)?.is_some())),
+        ]);
+        let fields = match expected.remove(&id) {
+            None => vec!["extra".to_string()],
+            Some(exp) => stored
+                .iter()
+                .filter(|(f, v)| exp.get(*f) != Some(*v))
+                .map(|(f, _)| f.to_string())
+                .collect(),
+        };
+        if !fields.is_empty() {
+            out.push(Mismatch {
+                subject: "key",
+                id,
+                fields,
+            });
+        }
+    }
+    for id in expected.into_keys() {
+        out.push(Mismatch {
+            subject: "key",
+            id,
+            fields: vec!["missing".into()],
+        });
+    }
+    Ok(())
+}
+
+/// Each `identities` row against the `identity.linked` / `identity.unlinked`
+/// events: the latest link of each chat account, and nothing else.
+fn identities_against_events(
+    tx: &rusqlite::Transaction<'_>,
+    out: &mut Vec<Mismatch>,
+) -> rusqlite::Result<()> {
+    use std::collections::BTreeMap;
+    let mut expected: BTreeMap<String, String> = BTreeMap::new();
+    for (kind, data) in events_of(tx, &["identity.linked", "identity.unlinked"])? {
+        let external = data["external"].as_str().unwrap_or_default().to_string();
+        if kind == "identity.linked" {
+            let p = data["principal"].as_str().unwrap_or_default().to_string();
+            expected.insert(external, p);
+        } else {
+            expected.remove(&external);
+        }
+    }
+    let mut stmt = tx.prepare("SELECT external, principal FROM identities ORDER BY external")?;
+    let stored: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (external, principal) in stored {
+        let fields = match expected.remove(&external) {
+            None => vec!["extra".to_string()],
+            Some(p) if p != principal => vec!["principal".to_string()],
+            Some(_) => vec![],
+        };
+        if !fields.is_empty() {
+            out.push(Mismatch {
+                subject: "identity",
+                id: external,
+                fields,
+            });
+        }
+    }
+    for external in expected.into_keys() {
+        out.push(Mismatch {
+            subject: "identity",
+            id: external,
+            fields: vec!["missing".into()],
+        });
+    }
+    Ok(())
+}
+
+/// The first checkpoint (in seq order) the database's trail does not hold
+/// exactly, with why; `None` when it holds them all. One indexed lookup each.
+pub async fn check_checkpoints_in_db(
+    db: &str,
+    list: &[Checkpoint],
+    key: &VerifyingKey,
+) -> AppResult<Option<(Checkpoint, String)>> {
+    use rusqlite::OptionalExtension;
+    let db = db.to_string();
+    let mut list = list.to_vec();
+    let key = *key;
+    tokio::task::spawn_blocking(move || {
+        list.sort_by_key(|c| c.seq);
+        let conn = open_read(&db)?;
+        let mut stmt = conn
+            .prepare("SELECT hash FROM audit_events WHERE seq = ?")
+            .map_err(bulk_error)?;
+        for c in list {
+            let hash: Option<String> = stmt
+                .query_row([c.seq], |r| r.get(0))
+                .optional()
+                .map_err(bulk_error)?;
+            if let Err(why) = checkpoints::check(&c, &key, hash.as_deref()) {
+                return Ok(Some((c, why)));
+            }
+        }
+        Ok(None)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("checkpoint check failed: {e}"))?
+}
+
+/// The same check against an export file (NDJSON or CSV), read once more.
+pub fn check_checkpoints_in_export(
+    path: &std::path::Path,
+    list: &[Checkpoint],
+    key: &VerifyingKey,
+) -> anyhow::Result<Option<(Checkpoint, String)>> {
+    use std::collections::BTreeMap;
+    use std::io::BufRead;
+    let mut wanted: BTreeMap<i64, Option<String>> = list.iter().map(|c| (c.seq, None)).collect();
+    let f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+    let mut lines = f.lines().peekable();
+    let csv = lines
+        .peek()
+        .and_then(|l| l.as_ref().ok())
+        .is_some_and(|l| !l.starts_with('{'));
+    if csv {
+        drop(lines);
+        let f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+        for rec in csv::Reader::from_reader(f).records() {
+            let r = rec?;
+            if let Ok(seq) = r[0].parse::<i64>()
+                && let Some(slot) = wanted.get_mut(&seq)
+            {
+                *slot = Some(r[8].to_string());
+            }
+        }
+    } else {
+        for line in lines {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let e: super::audit::ExportLine<'_> = serde_json::from_str(&line)?;
+            if let Some(slot) = wanted.get_mut(&e.seq) {
+                *slot = Some(e.hash.to_string());
+            }
+        }
+    }
+    let mut list = list.to_vec();
+    list.sort_by_key(|c| c.seq);
+    for c in list {
+        let hash = wanted.get(&c.seq).cloned().flatten();
+        if let Err(why) = checkpoints::check(&c, key, hash.as_deref()) {
+            return Ok(Some((c, why)));
+        }
+    }
+    Ok(None)
+}
+
+/// Writes the rows the trail implies for every request and key that has
+/// none (`approval_requests`, `decisions`, `api_keys`): the inverse of the
+/// checks above. The benchmark seeds a trail directly and derives the
+/// tables with this, so the seeded database is one the service could have
+/// written. Keys get an unusable token hash: they exist, nobody holds them.
+pub fn materialize_from_trail(db: &str) -> AppResult<u64> {
+    use serde_json::Value;
+    let mut conn = rusqlite::Connection::open(db_file(db)).map_err(bulk_error)?;
+    let tx = conn.transaction().map_err(bulk_error)?;
+    let mut written = 0u64;
+    {
+        let mut ev_stmt = tx
+            .prepare(
+                "SELECT request_id, kind, ts, actor, data FROM audit_events \
+                 WHERE request_id > '' AND request_id NOT IN (SELECT id FROM approval_requests) \
+                 ORDER BY request_id, seq",
+            )
+            .map_err(bulk_error)?;
+        let mut evs: Groups<'_, OwnedEvent> =
+            Groups::new(ev_stmt.query([]).map_err(bulk_error)?, |r| {
+                let kind = r.get_ref(1)?.as_str().unwrap_or_default();
+                if !shapes_request(kind) {
+                    return Ok(None);
+                }
+                let data = r.get_ref(4)?.as_str().unwrap_or_default();
+                Ok(Some((
+                    r.get(0)?,
+                    OwnedEvent {
+                        kind: kind.to_string(),
+                        ts: r.get(2)?,
+                        actor: r.get(3)?,
+                        data: serde_json::from_str(data).unwrap_or(Value::Null),
+                    },
+                )))
+            });
+        let mut insert = tx
+            .prepare(
+                "INSERT INTO approval_requests (id, action, resource, summary, justification, details, risk, \
+                 requester, key_id, key_owner, on_behalf_of, status, policy_rule, policy_version, \
+                 required_approvals, approvers, on_expiry, callback_url, payload_sha256, created_at, \
+                 expires_at, decided_at, decided_by, final_reason) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .map_err(bulk_error)?;
+        let mut insert_decision = tx
+            .prepare(
+                "INSERT INTO decisions (request_id, principal, verdict, comment, channel, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .map_err(bulk_error)?;
+        while let Some(id) = evs.peek().map_err(bulk_error)?.map(str::to_string) {
+            let events = evs.take(&id).map_err(bulk_error)?;
+            let refs: Vec<crate::domain::replay::EventRef<'_>> = events
+                .iter()
+                .map(|e| crate::domain::replay::EventRef {
+                    kind: &e.kind,
+                    ts: &e.ts,
+                    actor: &e.actor,
+                    data: &e.data,
+                })
+                .collect();
+            let Ok(s) = crate::domain::replay::replay(&refs) else {
+                continue;
+            };
+            let text = |f: &str| s.get(f).and_then(Value::as_str).map(str::to_string);
+            let json_text = |f: &str| s.get(f).map(Value::to_string);
+            insert
+                .execute(rusqlite::params![
+                    id,
+                    text("action"),
+                    text("resource"),
+                    text("summary"),
+                    text("justification"),
+                    json_text("details"),
+                    text("risk"),
+                    text("requester"),
+                    text("key_id"),
+                    text("key_owner"),
+                    text("on_behalf_of"),
+                    text("status"),
+                    text("policy_rule"),
+                    text("policy_version"),
+                    s.get("required_approvals").and_then(Value::as_i64),
+                    json_text("approvers"),
+                    text("on_expiry"),
+                    text("callback_url"),
+                    text("payload_sha256"),
+                    text("created_at"),
+                    text("expires_at"),
+                    text("decided_at"),
+                    text("decided_by"),
+                    text("reason"),
+                ])
+                .map_err(bulk_error)?;
+            for d in s["decisions"].as_array().into_iter().flatten() {
+                let t = |f: &str| d[f].as_str().map(str::to_string);
+                insert_decision
+                    .execute(rusqlite::params![
+                        id,
+                        t("principal"),
+                        t("verdict"),
+                        t("comment"),
+                        t("channel"),
+                        t("at")
+                    ])
+                    .map_err(bulk_error)?;
+            }
+            written += 1;
+        }
+        let mut insert_key = tx
+            .prepare(
+                "INSERT OR IGNORE INTO api_keys (id, token_hash, prefix, principal, owner, scopes, name, created_at) \
+                 VALUES (?1, 'unusable:' || ?1, 'cs_none', ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(bulk_error)?;
+        let mut keys = tx
+            .prepare("SELECT ts, data FROM audit_events WHERE kind = 'key.created' ORDER BY seq")
+            .map_err(bulk_error)?;
+        let mut rows = keys.query([]).map_err(bulk_error)?;
+        while let Some(r) = rows.next().map_err(bulk_error)? {
+            let ts: String = r.get(0).map_err(bulk_error)?;
+            let data: String = r.get(1).map_err(bulk_error)?;
+            let d: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
+            let scopes = d["scopes"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            insert_key
+                .execute(rusqlite::params![
+                    d["key_id"].as_str(),
+                    d["principal"].as_str(),
+                    d["owner"].as_str(),
+                    scopes,
+                    d["name"].as_str(),
+                    ts
+                ])
+                .map_err(bulk_error)?;
+        }
+    }
+    tx.commit().map_err(bulk_error)?;
+    Ok(written)
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use slack_morphism::prelude::SlackBlock;
+use sqlx::Connection;
 
 use crate::helpers::*;
 use crate::support::*;
@@ -263,4 +264,35 @@ async fn a_slow_answer_is_acknowledged_at_once_and_follows_through_the_response_
     let replies = t.fake.wait_for(&method, 1).await;
     let text = shown(&replies[0].body);
     assert!(text.contains("Pending requests"), "{text}");
+}
+
+#[tokio::test]
+async fn audit_verify_names_a_row_forged_behind_the_service_and_the_last_checkpoint() {
+    let cp = tempfile::tempdir()
+        .unwrap()
+        .keep()
+        .join("checkpoints.jsonl");
+    let path = cp.clone();
+    let t = spawn_slack_with(Some(POLICY), move |s| s.audit_checkpoints = Some(path)).await;
+    let (approved, _, _) = history(&t).await;
+    let intact = shown(&t.audit(CAROL, "verify").await);
+    assert!(
+        intact.contains("Last checkpoint written: event"),
+        "{intact}"
+    );
+
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", t.app.db.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE approval_requests SET summary = 'harmless' WHERE id = ?")
+        .bind(&approved)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let text = shown(&t.audit(CAROL, "verify").await);
+    assert!(text.contains("BROKEN"), "{text}");
+    assert!(
+        text.contains(&format!("request {approved}: summary")),
+        "{text}"
+    );
 }

@@ -728,6 +728,13 @@ fn verify_view(v: &VerifyResult) -> Value {
         "head_hash": escape(&v.head_hash), "first_bad_seq": v.first_bad_seq,
         "reason": v.reason.as_deref().map(|r| escape_clip(r, 1000)),
         "public_key": escape(&v.public_key),
+        "mismatches": v.mismatches.iter().take(10).map(|m| {
+            escape_clip(&format!("{} {}: {}", m.subject, m.id, m.fields.join(", ")), 300)
+        }).collect::<Vec<_>>(),
+        "more_mismatches": v.mismatches.len().saturating_sub(10),
+        "checkpoint": v.checkpoint.as_ref().map(|c| json!({
+            "seq": c.seq, "hash": escape(&c.hash), "ts": escape(&c.ts),
+        })),
     })
 }
 
@@ -891,6 +898,8 @@ pub mod samples {
             first_bad_seq: (!ok).then_some(4),
             reason: (!ok).then(|| "hash mismatch <!channel>".into()),
             public_key: "cd".repeat(32),
+            mismatches: vec![],
+            checkpoint: None,
         };
         vec![
             (

@@ -632,13 +632,31 @@ fn audit_context(answer: &AuditAnswer, command: &str) -> Value {
                     "✅ The audit trail verifies: {} events, {} signatures.",
                     v.events, v.signatures
                 )
-            } else {
+            } else if let Some(seq) = v.first_bad_seq {
                 format!(
                     "❌ The audit trail FAILED verification at event {}: {}",
-                    v.first_bad_seq.unwrap_or_default(),
+                    seq,
                     escape(v.reason.as_deref().unwrap_or("unknown"), MAX_SHORT)
                 )
+            } else {
+                let named: Vec<String> = v
+                    .mismatches
+                    .iter()
+                    .take(10)
+                    .map(|m| format!("{} {}: {}", m.subject, m.id, m.fields.join(", ")))
+                    .collect();
+                format!(
+                    "❌ The chain verifies, but {} row(s) disagree with it: {}",
+                    v.mismatches.len(),
+                    escape(&named.join("; "), MAX_SHORT)
+                )
             };
+            let checkpoint = v
+                .checkpoint
+                .as_ref()
+                .map_or("none written".to_string(), |c| {
+                    format!("event {} at {}, hash {}", c.seq, c.ts, c.hash)
+                });
             json!({
                 "kind": "verify",
                 "title": "Audit trail verification",
@@ -649,6 +667,7 @@ fn audit_context(answer: &AuditAnswer, command: &str) -> Value {
                     fact("Signatures", v.signatures.to_string()),
                     fact("Head", v.head_seq.to_string()),
                     fact("Head hash", &v.head_hash),
+                    fact("Last checkpoint", &checkpoint),
                     fact("Public key", &v.public_key),
                 ],
                 "rows": [],
@@ -795,6 +814,8 @@ pub fn samples() -> Vec<(&'static str, Value)> {
         first_bad_seq: (!ok).then_some(2),
         reason: (!ok).then(|| "hash mismatch".into()),
         public_key: "c".repeat(64),
+        mismatches: vec![],
+        checkpoint: None,
     };
     let answers = vec![
         AuditAnswer::Requests {

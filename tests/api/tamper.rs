@@ -1,0 +1,332 @@
+//! Editing the tables the API serves, behind the service's back: the rows
+//! are checked against the audit events they were derived from, so a forged
+//! row is neither served nor acted on, and `audit verify` names it.
+
+use serde_json::Value;
+use sqlx::Connection;
+
+use crate::helpers::*;
+
+/// Runs SQL on the database file as an attacker with write access would,
+/// with every append-only trigger dropped first.
+pub async fn tamper(db: &std::path::Path, sql: &[&str]) {
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    for t in [
+        "audit_events_no_update",
+        "audit_events_no_delete",
+        "audit_signatures_no_update",
+        "audit_signatures_no_delete",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER IF EXISTS {t}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    for s in sql {
+        sqlx::query(sqlx::AssertSqlSafe(s.to_string()))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+pub fn stdout_json(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "stdout: {} stderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Asserts a 409 `integrity` problem naming the request and each field.
+async fn assert_integrity(res: reqwest::Response, id: &str, fields: &[&str]) {
+    assert_eq!(res.status(), 409);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["type"], "urn:countersign:problem:integrity", "{body}");
+    assert_eq!(body["request_id"], id, "{body}");
+    for f in fields {
+        assert!(
+            body["fields"].as_array().unwrap().iter().any(|v| v == f),
+            "{f} not named in {body}"
+        );
+    }
+}
+
+/// `audit verify` exits 3 and names the request with the fields.
+async fn assert_verify_names(app: &TestApp, id: &str, fields: &[&str]) {
+    let out = app.cli(&["audit", "verify"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", stdout_json(&out));
+    let v = stdout_json(&out);
+    assert_eq!(v["ok"], false);
+    let m = v["mismatches"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no mismatches in {v}"))
+        .iter()
+        .find(|m| m["subject"] == "request" && m["id"] == id)
+        .unwrap_or_else(|| panic!("request {id} not named in {v}"))
+        .clone();
+    for f in fields {
+        assert!(
+            m["fields"].as_array().unwrap().iter().any(|v| v == f),
+            "{f} not named in {m}"
+        );
+    }
+}
+
+fn id_of(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_denied_request_forged_to_approved_is_not_served_and_verify_names_it() {
+    let app = spawn_app().await;
+    let agent = app.agent().await;
+    let bob = app.human("bob@example.com").await;
+    let id = id_of(&app.create_default(&agent).await);
+    let res = app.decide(&bob, &id, "deny", Some("not today")).await;
+    assert_eq!(res.status(), 200);
+
+    tamper(
+        &app.db,
+        &[&format!(
+            "UPDATE approval_requests SET status = 'approved', final_reason = 'approved by 1 of 1 required' WHERE id = '{id}'"
+        )],
+    )
+    .await;
+
+    assert_integrity(
+        app.get(&agent, &format!("/v1/approvals/{id}")).await,
+        &id,
+        &["status", "reason"],
+    )
+    .await;
+    // The long-poll answer is the same read: a forged `approved` never wakes an agent.
+    assert_integrity(
+        app.get(&agent, &format!("/v1/approvals/{id}?wait=1")).await,
+        &id,
+        &["status"],
+    )
+    .await;
+    assert_integrity(app.get(&agent, "/v1/approvals").await, &id, &["status"]).await;
+    assert_verify_names(&app, &id, &["status", "reason"]).await;
+}
+
+#[tokio::test]
+async fn rewritten_decisions_are_named_and_not_served() {
+    let app = spawn_app().await;
+    let agent = app.agent().await;
+    let bob = app.human("bob@example.com").await;
+    let id = id_of(&app.create_default(&agent).await);
+    assert_eq!(app.decide(&bob, &id, "approve", None).await.status(), 200);
+
+    tamper(
+        &app.db,
+        &[&format!(
+            "UPDATE decisions SET principal = 'user:carol@example.com', comment = 'looks fine' WHERE request_id = '{id}'"
+        )],
+    )
+    .await;
+
+    assert_integrity(
+        app.get(&agent, &format!("/v1/approvals/{id}")).await,
+        &id,
+        &["decisions"],
+    )
+    .await;
+    assert_verify_names(&app, &id, &["decisions"]).await;
+}
+
+#[tokio::test]
+async fn a_changed_summary_is_neither_served_nor_decided_on() {
+    let app = spawn_app().await;
+    let agent = app.agent().await;
+    let bob = app.human("bob@example.com").await;
+    let id = id_of(&app.create_default(&agent).await);
+
+    tamper(
+        &app.db,
+        &[&format!(
+            "UPDATE approval_requests SET summary = 'Read one harmless row' WHERE id = '{id}'"
+        )],
+    )
+    .await;
+
+    assert_integrity(
+        app.get(&agent, &format!("/v1/approvals/{id}")).await,
+        &id,
+        &["summary"],
+    )
+    .await;
+    assert_integrity(
+        app.decide(&bob, &id, "approve", None).await,
+        &id,
+        &["summary"],
+    )
+    .await;
+    // Nothing was decided: the trail still ends at the policy outcome.
+    assert_eq!(
+        app.audit_kinds(&id).await,
+        ["request.created", "policy.evaluated"]
+    );
+    assert_verify_names(&app, &id, &["summary"]).await;
+}
+
+#[tokio::test]
+async fn with_key_owner_nulled_the_owner_still_cannot_approve_her_agents_request() {
+    let app = spawn_app().await;
+    // Olivia owns the agent key and holds a decide key of her own.
+    let agent = app.agent().await;
+    let olivia = app.human("olivia@example.com").await;
+    let mut body = export_request();
+    body.as_object_mut().unwrap().remove("on_behalf_of");
+    let id = id_of(&app.create(&agent, body).await);
+
+    tamper(
+        &app.db,
+        &[&format!(
+            "UPDATE approval_requests SET key_owner = NULL WHERE id = '{id}'"
+        )],
+    )
+    .await;
+
+    assert_integrity(
+        app.decide(&olivia, &id, "approve", None).await,
+        &id,
+        &["key_owner"],
+    )
+    .await;
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM approval_requests WHERE id = ?")
+            .bind(&id)
+            .fetch_one(&app.app.store.pool)
+            .await
+            .unwrap();
+    assert_eq!(status.as_deref(), Some("pending"));
+    assert_eq!(app.count("decisions").await, 0);
+    assert_verify_names(&app, &id, &["key_owner"]).await;
+}
+
+#[tokio::test]
+async fn an_edited_event_behind_a_matching_row_is_caught_when_the_request_is_read() {
+    let app = spawn_app().await;
+    let agent = app.agent().await;
+    let id = id_of(&app.create_default(&agent).await);
+    let summary = "Export the customers table for the quarterly audit";
+    // Row and event edited alike: they agree, but the event's hash no longer does.
+    tamper(
+        &app.db,
+        &[
+            &format!("UPDATE approval_requests SET summary = 'Read one row' WHERE id = '{id}'"),
+            &format!(
+                "UPDATE audit_events SET data = replace(data, '{summary}', 'Read one row') \
+                 WHERE request_id = '{id}' AND kind = 'request.created'"
+            ),
+        ],
+    )
+    .await;
+    let res = app.get(&agent, &format!("/v1/approvals/{id}")).await;
+    assert_eq!(res.status(), 409);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f.as_str().unwrap().starts_with("event ")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn untouched_requests_in_every_state_are_served_and_verify_finds_nothing() {
+    let app = spawn_app().await;
+    let agent = app.agent().await;
+    let bob = app.human("bob@example.com").await;
+    let approved = id_of(&app.create_default(&agent).await);
+    app.decide(&bob, &approved, "approve", None).await;
+    let denied = id_of(&app.create_default(&agent).await);
+    app.decide(&bob, &denied, "deny", Some("no")).await;
+    let cancelled = id_of(&app.create_default(&agent).await);
+    let res = app
+        .post_json(
+            &agent,
+            &format!("/v1/approvals/{cancelled}/cancel"),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    app.create_default(&agent).await;
+    for id in [&approved, &denied, &cancelled] {
+        let res = app.get(&agent, &format!("/v1/approvals/{id}")).await;
+        assert_eq!(res.status(), 200);
+    }
+    assert_eq!(app.get(&agent, "/v1/approvals").await.status(), 200);
+    let out = app.cli(&["audit", "verify"]).await;
+    let v = stdout_json(&out);
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["mismatches"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn deleted_facet_rows_are_named_by_verify() {
+    let app = spawn_app().await;
+    let agent = app.agent().await;
+    let bob = app.human("bob@example.com").await;
+    let id = id_of(&app.create_default(&agent).await);
+    app.decide(&bob, &id, "deny", Some("no")).await;
+
+    tamper(
+        &app.db,
+        &["DELETE FROM audit_facets WHERE facet = 'kind' AND value LIKE 'decision.%'"],
+    )
+    .await;
+
+    let out = app.cli(&["audit", "verify"]).await;
+    assert_eq!(out.status.code(), Some(3));
+    let v = stdout_json(&out);
+    let named = |id: &str| {
+        v["mismatches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["subject"] == "facet" && m["id"] == id && m["fields"][0] == "missing")
+    };
+    assert!(named("kind:decision.deny"), "{v}");
+}
+
+#[tokio::test]
+async fn a_key_row_edited_behind_the_service_is_named_by_verify_and_the_api() {
+    let app = spawn_app().await;
+    app.agent().await;
+    let auditor = app.key("user:carol@example.com", None, "audit").await;
+    tamper(
+        &app.db,
+        &["UPDATE api_keys SET owner = NULL, scopes = 'request,read,decide' WHERE principal = 'agent:deploy-bot'"],
+    )
+    .await;
+
+    let out = app.cli(&["audit", "verify"]).await;
+    assert_eq!(out.status.code(), Some(3));
+    let v = stdout_json(&out);
+    let m = v["mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["subject"] == "key")
+        .unwrap_or_else(|| panic!("no key named in {v}"))
+        .clone();
+    assert_eq!(m["fields"], serde_json::json!(["owner", "scopes"]));
+
+    let api: Value = app
+        .get(&auditor, "/v1/audit/verify")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(api["ok"], false);
+    assert_eq!(api["mismatches"][0]["subject"], "key", "{api}");
+}

@@ -74,7 +74,12 @@ pub async fn jwks(State(app): State<App>) -> AppResult<Response> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedeemBody {
-    /// The permit being spent.
+    /// The permit being spent: a compact JWS (three base64url parts).
+    #[schema(
+        min_length = 5,
+        max_length = 8192,
+        pattern = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"
+    )]
     pub permit: String,
 }
 
@@ -83,10 +88,13 @@ pub struct RedeemBody {
     params(("jti" = Uuid, Path)), request_body = RedeemBody,
     responses(
         (status = 200, body = Redeemed),
+        (status = 400, description = "Not JSON, or a duplicate key", content_type = "application/problem+json"),
         (status = 401, content_type = "application/problem+json"),
         (status = 403, description = "The key has neither the request nor the read scope", content_type = "application/problem+json"),
         (status = 404, content_type = "application/problem+json"),
         (status = 409, description = "Already redeemed (with `redeemed_by` and `redeemed_at`), expired, or the request is not approved", content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", content_type = "application/problem+json"),
         (status = 422, description = "Not a permit of this server for this jti", content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]

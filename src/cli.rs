@@ -12,10 +12,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{LogFormat, Overrides, Settings};
 use crate::domain::{Policy, Principal};
-use crate::store::Store;
 use crate::store::audit::{Signer, parse_public_key};
 use crate::store::keys::{self, NewKey, parse_scopes};
 use crate::store::trail::{self, ExportFormat};
+use crate::store::{Store, identities};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -523,12 +523,14 @@ async fn identities_command(
             store
                 .write(move |ctx| {
                     Box::pin(async move {
-                        let now = ctx.now_str();
-                        sqlx::query("INSERT INTO identities (external, principal, created_at) VALUES (?, ?, ?) \
-                                     ON CONFLICT (external) DO UPDATE SET principal = excluded.principal, created_at = excluded.created_at")
-                            .bind(&e2).bind(p2.as_str()).bind(&now)
-                            .execute(&mut ctx.conn).await?;
-                        ctx.audit(&actor, None, "identity.linked", &json!({ "external": e2, "principal": p2 })).await?;
+                        identities::link(ctx, &e2, &p2).await?;
+                        ctx.audit(
+                            &actor,
+                            None,
+                            "identity.linked",
+                            &json!({ "external": e2, "principal": p2 }),
+                        )
+                        .await?;
                         Ok(())
                     })
                 })
@@ -540,12 +542,7 @@ async fn identities_command(
             store
                 .write(move |ctx| {
                     Box::pin(async move {
-                        let n = sqlx::query("DELETE FROM identities WHERE external = ?")
-                            .bind(&e2)
-                            .execute(&mut ctx.conn)
-                            .await?
-                            .rows_affected();
-                        if n == 0 {
+                        if !identities::unlink(ctx, &e2).await? {
                             return Err(crate::error::AppError::NotFound(format!(
                                 "{e2} is not linked"
                             )));
@@ -564,13 +561,8 @@ async fn identities_command(
             writeln!(out, "unlinked {external}")?;
         }
         IdentitiesCommand::List => {
-            let rows: Vec<(String, String, String)> = sqlx::query_as(
-                "SELECT external, principal, created_at FROM identities ORDER BY external",
-            )
-            .fetch_all(&store.pool)
-            .await?;
-            for (e, p, at) in rows {
-                writeln!(out, "{e}\t{p}\t{at}")?;
+            for l in identities::list(&store).await? {
+                writeln!(out, "{}\t{}\t{}", l.external, l.principal, l.created_at)?;
             }
         }
     }

@@ -19,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 use crate::clock;
 use crate::config::OutboxSettings;
 use crate::error::AppResult;
-use crate::store::Store;
+use crate::store::chat_messages::{self, ChatMessage};
 pub use crate::store::outbox::OutboxItem;
+use crate::store::{Store, outbox};
 
 /// Where a delivered chat message lives, to update it later.
 #[derive(Debug, Clone)]
@@ -187,31 +188,19 @@ impl Outbox {
         self.store
             .write(move |ctx| {
                 Box::pin(async move {
-                    let now = ctx.now_str();
                     let request = item.request_uuid();
-                    let action: Option<String> = match request {
-                        Some(id) => sqlx::query_scalar("SELECT action FROM approval_requests WHERE id = ?")
-                            .bind(id.to_string())
-                            .fetch_optional(&mut ctx.conn)
-                            .await?,
+                    let action = match request {
+                        Some(id) => crate::store::requests::action_of(ctx, id).await?,
                         None => None,
                     };
                     let req = request.map(|id| (id, action.as_deref().unwrap_or("")));
                     let actor = crate::domain::Principal::system();
                     match outcome {
                         Delivery::Delivered { audit, message } => {
-                            sqlx::query("UPDATE outbox SET done_at = ?, outcome = 'delivered', attempts = ?, last_error = NULL WHERE id = ?")
-                                .bind(&now).bind(attempts).bind(item.id)
-                                .execute(&mut ctx.conn).await?;
+                            outbox::delivered(ctx, item.id, attempts).await?;
                             if let (Some(m), Some(id)) = (message, request) {
-                                sqlx::query(
-                                    "INSERT INTO chat_messages (request_id, channel, conversation, message_id, extra) VALUES (?, ?, ?, ?, ?) \
-                                     ON CONFLICT (request_id, channel) DO UPDATE SET conversation = excluded.conversation, \
-                                     message_id = excluded.message_id, extra = excluded.extra",
-                                )
-                                .bind(id.to_string()).bind(m.channel).bind(&m.conversation).bind(&m.message_id)
-                                .bind(m.extra.map(|e| e.to_string()))
-                                .execute(&mut ctx.conn).await?;
+                                let posted = ChatMessage { conversation: m.conversation, message_id: m.message_id, extra: m.extra };
+                                chat_messages::record(ctx, id, m.channel, &posted).await?;
                             }
                             if let Some((kind, data)) = audit {
                                 ctx.audit(actor, req, &kind, &data).await?;
@@ -219,18 +208,14 @@ impl Outbox {
                         }
                         Delivery::Retry { error, audit, .. } if !give_up => {
                             let at = next_attempt_at(ctx.now, retry_delay.unwrap_or_default(), give_up_after);
-                            sqlx::query("UPDATE outbox SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ?")
-                                .bind(attempts).bind(&error).bind(clock::fmt(at)).bind(item.id)
-                                .execute(&mut ctx.conn).await?;
+                            outbox::retry_at(ctx, item.id, attempts, &error, at).await?;
                             if let Some((kind, data)) = audit {
                                 ctx.audit(actor, req, &kind, &data).await?;
                             }
                             ctx.after_commit(crate::store::AfterCommit::OutboxQueued);
                         }
                         Delivery::Retry { error, audit, .. } | Delivery::Failed { error, audit } => {
-                            sqlx::query("UPDATE outbox SET done_at = ?, outcome = 'failed', attempts = ?, last_error = ? WHERE id = ?")
-                                .bind(&now).bind(attempts).bind(&error).bind(item.id)
-                                .execute(&mut ctx.conn).await?;
+                            outbox::failed(ctx, item.id, attempts, &error).await?;
                             if let Some((kind, data)) = audit {
                                 ctx.audit(actor, req, &kind, &data).await?;
                             }

@@ -41,7 +41,7 @@ pub async fn refuse_unbound(
     app.store
         .write(move |ctx| {
             Box::pin(async move {
-                let Some(req) = requests::load(&mut ctx.conn, id).await? else {
+                let Some(req) = requests::load(ctx, id).await? else {
                     return Ok(());
                 };
                 ctx.audit(

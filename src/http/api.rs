@@ -279,7 +279,7 @@ pub async fn show(
     }
     let not_found = || AppError::NotFound(format!("no approval request has id {id}"));
     // Check visibility before waiting, so nobody can wait on others' requests.
-    let current = Box::pin(requests::get(&app.store.pool, id))
+    let current = Box::pin(requests::get(&app.store, id))
         .await?
         .ok_or_else(not_found)?;
     if !can_see(&key, &current) {
@@ -364,7 +364,7 @@ pub async fn list(
             .transpose()?,
         limit,
     };
-    let items = requests::list(&app.store.pool, &filter).await?;
+    let items = requests::list(&app.store, &filter).await?;
     let next_cursor = (items.len() == limit as usize)
         .then(|| items.last().map(|a| a.id.to_string()))
         .flatten();

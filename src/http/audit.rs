@@ -105,7 +105,7 @@ pub async fn query(
 ) -> AppResult<Json<AuditPage>> {
     key.require(Scope::Audit)?;
     let filter = p.into_filter()?;
-    let events = trail::query(&app.store.pool, &filter).await?;
+    let events = trail::query(&app.store, &filter).await?;
     let next_cursor = (events.len() == filter.limit as usize)
         .then(|| events.last().map(|e| e.seq))
         .flatten();

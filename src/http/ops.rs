@@ -54,11 +54,8 @@ pub async fn healthz() -> impl IntoResponse {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "Ready"), (status = 503, description = "The database does not answer")))]
 pub async fn readyz(State(app): State<App>) -> impl IntoResponse {
-    match sqlx::query_scalar::<_, i64>("SELECT 1")
-        .fetch_one(&app.store.pool)
-        .await
-    {
-        Ok(_) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
+    match app.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             (
@@ -75,12 +72,7 @@ pub async fn metrics_text(State(app): State<App>) -> impl IntoResponse {
     let handle = metrics_handle();
     // Gauges read from the database at scrape time, so they are right even
     // after a restart or when several processes share the file.
-    if let Ok(pending) = sqlx::query_scalar::<_, i64>(
-        "SELECT COUNT(*) FROM approval_requests WHERE status = 'pending'",
-    )
-    .fetch_one(&app.store.pool)
-    .await
-    {
+    if let Ok(pending) = crate::store::requests::pending_count(&app.store).await {
         metrics::gauge!("countersign_pending_requests").set(pending as f64);
     }
     if let Ok(backlog) = crate::store::outbox::backlog(&app.store).await {

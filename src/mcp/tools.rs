@@ -378,7 +378,7 @@ impl Gate {
             None => return Err(tool_error("missing field `id`")),
         };
         let not_found = || tool_error(format!("no approval request has id {id}"));
-        match Box::pin(requests::get(&self.app.store.pool, id)).await {
+        match Box::pin(requests::get(&self.app.store, id)).await {
             Ok(Some(a)) if can_see(key, &a) => Ok(a),
             Ok(_) => Err(not_found()),
             Err(e) => Err(app_error(e)),
@@ -415,7 +415,7 @@ impl Gate {
             before: None,
             limit,
         };
-        match requests::list(&self.app.store.pool, &filter).await {
+        match requests::list(&self.app.store, &filter).await {
             Ok(items) => {
                 let items: Vec<Outcome> = items.iter().map(Outcome::of).collect();
                 let text = if items.is_empty() {

@@ -100,9 +100,7 @@ pub async fn on_final(ctx: &mut WriteCtx, approval: &Approval) -> AppResult<()> 
 /// The permit of an approved request, for its requester or a `read` key.
 pub async fn permit_for(app: &App, key: &ApiKey, id: Uuid) -> AppResult<String> {
     let not_found = || AppError::NotFound(format!("no approval request has id {id}"));
-    let a = requests::get(&app.store.pool, id)
-        .await?
-        .ok_or_else(not_found)?;
+    let a = requests::get(&app.store, id).await?.ok_or_else(not_found)?;
     if a.requester != key.principal && !key.has(Scope::Read) && !key.has(Scope::Admin) {
         return Err(not_found());
     }
@@ -113,7 +111,7 @@ pub async fn permit_for(app: &App, key: &ApiKey, id: Uuid) -> AppResult<String> 
         )));
     }
     let issuer = issuer(&app.store.permits)?;
-    let data = stored::issued_claims(&app.store.pool, id)
+    let data = stored::issued_claims(&app.store, id)
         .await?
         .ok_or_else(|| AppError::Conflict(format!("no permit was issued for request {id}")))?;
     let mut data: Value = serde_json::from_str(&data).map_err(anyhow::Error::from)?;
@@ -216,7 +214,7 @@ pub async fn redeem(
                     )));
                 }
                 let at = ctx.now_str();
-                match stored::redeem(&mut ctx.conn, jti, &by, key_id, &at).await? {
+                match stored::redeem(ctx, jti, &by, key_id, &at).await? {
                     Err(earlier) => Ok(Err(earlier)),
                     Ok(()) => {
                         ctx.audit(

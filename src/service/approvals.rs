@@ -118,7 +118,7 @@ impl App {
                     };
                     let s = spec.as_ref().unwrap_or(&empty);
                     let approval = requests::insert(
-                        &mut ctx.conn,
+                        ctx,
                         &NewRow {
                             id,
                             content: &new.content,
@@ -209,7 +209,7 @@ impl App {
                         return Err(AppError::NotFound(format!("no approval request has id {id}")));
                     };
                     let prior_list = req.prior_principals();
-                    let owners = keys::decision_key_owners(&mut ctx.conn, id).await?;
+                    let owners = keys::decision_key_owners(ctx, id).await?;
                     let prior: Vec<PriorDecision<'_>> = prior_list
                         .iter()
                         .map(|(p, v)| PriorDecision {
@@ -249,9 +249,9 @@ impl App {
                         }
                         Ok(effect) => {
                             let now = ctx.now_str();
-                            requests::insert_decision(&mut ctx.conn, id, &input.who, input.verdict, input.comment.as_deref(), input.channel, &now).await?;
+                            requests::insert_decision(ctx, id, &input.who, input.verdict, input.comment.as_deref(), input.channel, &now).await?;
                             if let Some(owner) = &key_owner {
-                                keys::record_decision_key_owner(&mut ctx.conn, id, &input.who, owner).await?;
+                                keys::record_decision_key_owner(ctx, id, &input.who, owner).await?;
                             }
                             ctx.audit(&actor, reqref, &format!("decision.{}", input.verdict.as_str()), &json!({
                                 "verdict": input.verdict, "comment": input.comment, "channel": input.channel,
@@ -263,10 +263,10 @@ impl App {
                                     Status::Approved => format!("approved by {} of {} required", req.approvals.len() + 1, req.required_approvals),
                                     _ => format!("denied by {}", input.who),
                                 };
-                                requests::finalize(&mut ctx.conn, id, status, &now, input.who.as_str(), &reason).await?;
+                                requests::finalize(ctx, id, status, &now, input.who.as_str(), &reason).await?;
                                 ctx.audit(&actor, reqref, &format!("request.{status}"), &json!({ "by": input.who, "reason": reason, "channel": input.channel })).await?;
                             }
-                            let after = requests::load(&mut ctx.conn, id).await?.ok_or_else(|| AppError::Internal(anyhow::anyhow!("request vanished")))?;
+                            let after = requests::load(ctx, id).await?.ok_or_else(|| AppError::Internal(anyhow::anyhow!("request vanished")))?;
                             if after.status.is_final() {
                                 on_final(ctx, &channels, &after).await?;
                             } else {
@@ -317,7 +317,7 @@ impl App {
                     let now = ctx.now_str();
                     let reason = format!("cancelled by {}", key.principal);
                     requests::finalize(
-                        &mut ctx.conn,
+                        ctx,
                         id,
                         Status::Cancelled,
                         &now,
@@ -332,7 +332,7 @@ impl App {
                         &json!({ "by": key.principal }),
                     )
                     .await?;
-                    let after = requests::load(&mut ctx.conn, id)
+                    let after = requests::load(ctx, id)
                         .await?
                         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("request vanished")))?;
                     on_final(ctx, &channels, &after).await?;
@@ -355,14 +355,14 @@ impl App {
             notified.as_mut().enable();
             // Boxed reads keep this future (which a parked waiter holds)
             // small, and the pending request is not held while waiting.
-            match Box::pin(requests::get(&self.store.pool, id)).await? {
+            match Box::pin(requests::get(&self.store, id)).await? {
                 Some(a) if a.status == Status::Pending => {}
                 other => return Ok(other),
             }
             tokio::select! {
                 _ = notified => {}
-                _ = tokio::time::sleep_until(deadline) => return Box::pin(requests::get(&self.store.pool, id)).await,
-                _ = self.stopping.cancelled() => return Box::pin(requests::get(&self.store.pool, id)).await,
+                _ = tokio::time::sleep_until(deadline) => return Box::pin(requests::get(&self.store, id)).await,
+                _ = self.stopping.cancelled() => return Box::pin(requests::get(&self.store, id)).await,
             }
         }
     }
@@ -390,14 +390,13 @@ pub async fn revoke_key(
         .write(move |ctx| {
             Box::pin(async move {
                 keys::revoke_in(ctx, &actor, &key_id).await?;
-                let ids = keys::pending_requests_of(&mut ctx.conn, &key_id).await?;
+                let ids = keys::pending_requests_of(ctx, &key_id).await?;
                 let now = ctx.now_str();
                 for &id in &ids {
                     let Some(req) = requests::load_checked(ctx, id).await? else {
                         continue;
                     };
-                    requests::finalize(&mut ctx.conn, id, Status::Cancelled, &now, &actor, REVOKED)
-                        .await?;
+                    requests::finalize(ctx, id, Status::Cancelled, &now, &actor, REVOKED).await?;
                     ctx.audit(
                         &actor,
                         Some((id, &req.action)),
@@ -405,7 +404,7 @@ pub async fn revoke_key(
                         &json!({ "by": actor, "reason": REVOKED, "key_id": key_id }),
                     )
                     .await?;
-                    let after = requests::load(&mut ctx.conn, id)
+                    let after = requests::load(ctx, id)
                         .await?
                         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("request vanished")))?;
                     on_final(ctx, &channels, &after).await?;

@@ -53,16 +53,16 @@ impl App {
         }
         let page = parsed.page;
         let offset_pages = page.saturating_sub(1);
-        let pool = &self.store.pool;
+        let store = &self.store;
         Ok(match parsed.command {
             AuditCommand::Help => AuditAnswer::Help(crate::domain::audit_command::HELP),
             AuditCommand::Verify => AuditAnswer::Verify(self.verify_trail().await?),
             AuditCommand::Request(id) => {
-                let request = requests::get(pool, id).await?.ok_or_else(|| {
+                let request = requests::get(store, id).await?.ok_or_else(|| {
                     AppError::NotFound(format!("no approval request has id {id}"))
                 })?;
                 let mut events = trail::query(
-                    pool,
+                    store,
                     &AuditFilter {
                         request_id: Some(id),
                         limit: 500,
@@ -83,7 +83,7 @@ impl App {
                     )
                 })?;
                 let events = paged_events(
-                    pool,
+                    store,
                     AuditFilter {
                         actor: Some(principal.to_string()),
                         ..Default::default()
@@ -101,7 +101,7 @@ impl App {
             }
             AuditCommand::Recent => {
                 list(
-                    pool,
+                    store,
                     "Recent requests",
                     ListFilter::default(),
                     offset_pages,
@@ -111,7 +111,7 @@ impl App {
             }
             AuditCommand::Pending => {
                 list(
-                    pool,
+                    store,
                     "Pending requests",
                     ListFilter {
                         status: Some(Status::Pending),
@@ -137,7 +137,7 @@ impl App {
                 let want = (offset_pages + 1) * PAGE_SIZE + 1;
                 'outer: loop {
                     let batch = requests::list(
-                        pool,
+                        store,
                         &ListFilter {
                             action: action.clone(),
                             before,
@@ -181,14 +181,14 @@ impl App {
 }
 
 async fn list(
-    pool: &sqlx::SqlitePool,
+    store: &crate::store::Store,
     title: &str,
     mut f: ListFilter,
     offset_pages: u32,
     page: u32,
 ) -> AppResult<AuditAnswer> {
     f.limit = (offset_pages + 1) * PAGE_SIZE + 1;
-    let all = requests::list(pool, &f).await?;
+    let all = requests::list(store, &f).await?;
     let start = (offset_pages * PAGE_SIZE) as usize;
     let more = all.len() > start + PAGE_SIZE as usize;
     let items = all
@@ -205,12 +205,12 @@ async fn list(
 }
 
 async fn paged_events(
-    pool: &sqlx::SqlitePool,
+    store: &crate::store::Store,
     mut f: AuditFilter,
     offset_pages: u32,
 ) -> AppResult<Vec<AuditEventView>> {
     f.limit = (offset_pages + 1) * PAGE_SIZE + 1;
-    let all = trail::query(pool, &f).await?;
+    let all = trail::query(store, &f).await?;
     Ok(all
         .into_iter()
         .skip((offset_pages * PAGE_SIZE) as usize)

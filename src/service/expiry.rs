@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use super::App;
 use super::approvals::on_final;
@@ -30,15 +29,8 @@ impl App {
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
             }
-            let next: Option<String> = sqlx::query_scalar(
-                "SELECT MIN(expires_at) FROM approval_requests WHERE status = 'pending'",
-            )
-            .fetch_one(&self.store.pool)
-            .await
-            .unwrap_or(None);
+            let next = requests::next_deadline(&self.store).await.unwrap_or(None);
             let sleep = next
-                .as_deref()
-                .and_then(clock::parse)
                 .map(|t| (t - clock::now()).to_std().unwrap_or(Duration::ZERO))
                 .unwrap_or(MAX_SLEEP)
                 .min(MAX_SLEEP);
@@ -65,15 +57,9 @@ impl App {
             .write(move |ctx| {
                 Box::pin(async move {
                     let now = ctx.now_str();
-                    let ids: Vec<String> = sqlx::query_scalar(
-                        "SELECT id FROM approval_requests WHERE status = 'pending' AND expires_at <= ? ORDER BY expires_at LIMIT 500",
-                    )
-                    .bind(&now)
-                    .fetch_all(&mut ctx.conn)
-                    .await?;
+                    let ids = requests::overdue(ctx, &now, 500).await?;
                     let mut expired = 0;
-                    for id in &ids {
-                        let id = Uuid::parse_str(id).map_err(|_| AppError::Internal(anyhow::anyhow!("bad id {id}")))?;
+                    for id in ids {
                         // A row that disagrees with its trail is not expired (nor anything
                         // else); it stays for an operator, and the rest still expire.
                         let req = match requests::load_checked(ctx, id).await {
@@ -85,13 +71,13 @@ impl App {
                             OnExpiry::Deny => (Status::Expired, "expired without a decision; expiry denies".to_string()),
                             OnExpiry::Approve => (Status::Approved, format!("expired; rule '{}' approves on expiry", req.policy.rule)),
                         };
-                        requests::finalize(&mut ctx.conn, id, status, &now, Principal::system(), &reason).await?;
+                        requests::finalize(ctx, id, status, &now, Principal::system(), &reason).await?;
                         ctx.audit(Principal::system(), Some((id, &req.action)), "request.expired", &json!({
                             "outcome": status, "reason": reason, "expires_at": req.expires_at,
                             "approvals": req.approvals.len(), "required_approvals": req.required_approvals,
                         }))
                         .await?;
-                        let after = requests::load(&mut ctx.conn, id).await?.ok_or_else(|| AppError::Internal(anyhow::anyhow!("request vanished")))?;
+                        let after = requests::load(ctx, id).await?.ok_or_else(|| AppError::Internal(anyhow::anyhow!("request vanished")))?;
                         on_final(ctx, &channels, &after).await?;
                         expired += 1;
                     }

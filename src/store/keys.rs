@@ -17,7 +17,6 @@ use uuid::Uuid;
 use crate::domain::Principal;
 use crate::error::{AppError, AppResult};
 use crate::store::{Store, WriteCtx};
-use sqlx::SqliteConnection;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -222,15 +221,12 @@ pub async fn revoke_in(ctx: &mut WriteCtx, actor: &str, id: &str) -> AppResult<S
 }
 
 /// The pending requests made with a key, oldest first.
-pub async fn pending_requests_of(
-    conn: &mut SqliteConnection,
-    key_id: &str,
-) -> AppResult<Vec<Uuid>> {
+pub async fn pending_requests_of(ctx: &mut WriteCtx, key_id: &str) -> AppResult<Vec<Uuid>> {
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM approval_requests WHERE key_id = ? AND status = 'pending' ORDER BY id",
     )
     .bind(key_id)
-    .fetch_all(&mut *conn)
+    .fetch_all(&mut ctx.conn)
     .await?;
     ids.iter()
         .map(|id| {
@@ -244,7 +240,7 @@ pub async fn pending_requests_of(
 /// Records the owner of the key the decision just inserted by `who` on
 /// `request_id` was made with (see migrations/0005).
 pub async fn record_decision_key_owner(
-    conn: &mut SqliteConnection,
+    ctx: &mut WriteCtx,
     request_id: Uuid,
     who: &Principal,
     owner: &Principal,
@@ -256,7 +252,7 @@ pub async fn record_decision_key_owner(
     .bind(owner.as_str())
     .bind(request_id.to_string())
     .bind(who.as_str())
-    .execute(&mut *conn)
+    .execute(&mut ctx.conn)
     .await?;
     Ok(())
 }
@@ -264,14 +260,14 @@ pub async fn record_decision_key_owner(
 /// For each decision on a request made with an owned key: who decided, and
 /// the key's owner.
 pub async fn decision_key_owners(
-    conn: &mut SqliteConnection,
+    ctx: &mut WriteCtx,
     request_id: Uuid,
 ) -> AppResult<Vec<(Principal, Principal)>> {
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT principal, key_owner FROM decisions WHERE request_id = ? AND key_owner IS NOT NULL ORDER BY id",
     )
     .bind(request_id.to_string())
-    .fetch_all(&mut *conn)
+    .fetch_all(&mut ctx.conn)
     .await?;
     rows.into_iter()
         .map(|(p, o)| {

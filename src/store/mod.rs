@@ -10,14 +10,46 @@
 //! back only after the commit: a 201 or 2xx always means durable.
 //!
 //! Reads use a separate pool; WAL mode lets them run beside the writer.
+//!
+//! # The boundary
+//!
+//! Every SQL statement of the service lives under `src/store`, and only
+//! here are the pool (`Store.pool`) and the writer's connection
+//! (`WriteCtx.conn`) visible: both fields are private to this module and
+//! its children. The rest of the crate calls typed operations, grouped by
+//! what they are about (`requests`, `keys`, `identities`, `teams`,
+//! `chat_messages`, `outbox`, `permits`, `trail`, `stats`):
+//! - reads are functions taking `&Store`, run on the read pool;
+//! - writes are functions taking `&mut WriteCtx`, called inside a
+//!   [`Store::write`] job, so they commit with the job's audit events and
+//!   outbox rows or not at all.
+//!
+//! Their signatures carry domain and row types (`Approval`, `Principal`,
+//! `OutboxItem`, `Conversation`, ...) and [`AppResult`], never a sqlx
+//! type, and each operation's SQL is written once, in its function.
+//!
+//! # Another backend
+//!
+//! A second database (PostgreSQL is next) is one more implementation of
+//! these same operations: `Store` and `WriteCtx` would hold the backend's
+//! pool and transaction instead of SQLite's, and each operation would pick
+//! its statement for the backend at hand, so no caller changes. The writer's
+//! batch (`Writer::run_batch`: begin, read the chain head, savepoint per job,
+//! flush events, sign, commit) is the one piece that is per backend by
+//! nature. Two readers stay SQLite-only on purpose: `trail::export` and
+//! `trail::verify` read the file through rusqlite on a blocking thread for
+//! speed; a backend brings its own streaming read for those.
 
 pub mod audit;
+pub mod chat_messages;
 pub mod checkpoints;
 pub mod identities;
 pub mod keys;
 pub mod outbox;
 pub mod permits;
 pub mod requests;
+pub mod stats;
+pub mod teams;
 pub mod trail;
 
 use std::panic::AssertUnwindSafe;
@@ -56,7 +88,7 @@ pub enum AfterCommit {
 /// What a job sees: the writer's connection inside the open transaction,
 /// the batch's clock and the chain head.
 pub struct WriteCtx {
-    pub conn: SqliteConnection,
+    conn: SqliteConnection,
     pub now: DateTime<Utc>,
     head_seq: i64,
     head_hash: String,
@@ -218,7 +250,7 @@ pub struct Signals {
 
 #[derive(Clone)]
 pub struct Store {
-    pub pool: SqlitePool,
+    pool: SqlitePool,
     jobs: mpsc::Sender<Job>,
     pub signer: Arc<Signer>,
     pub waiters: Waiters,
@@ -233,7 +265,7 @@ pub struct Store {
 /// Connection options shared by the writer, the readers and the CLI.
 /// `synchronous=FULL` in WAL mode makes every acknowledged commit survive a
 /// power loss, not only a process kill.
-pub fn connect_options(db: &str) -> AppResult<SqliteConnectOptions> {
+fn connect_options(db: &str) -> AppResult<SqliteConnectOptions> {
     let opts = if db.starts_with("sqlite:") {
         SqliteConnectOptions::from_str(db)
             .map_err(|e| AppError::BadRequest(format!("bad database URL '{db}': {e}")))?
@@ -333,6 +365,12 @@ impl Store {
     pub fn start_checkpoints(&self, path: &Path) -> anyhow::Result<()> {
         let sink = checkpoints::Checkpoints::start(path)?;
         let _ = self.checkpoints.set(sink);
+        Ok(())
+    }
+
+    /// Whether the database answers a read (`/readyz`).
+    pub async fn ping(&self) -> AppResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 

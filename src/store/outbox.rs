@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::clock;
 use crate::error::AppResult;
-use crate::store::Store;
+use crate::store::{Store, WriteCtx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OutboxItem {
@@ -92,4 +92,89 @@ pub async fn backlog(store: &Store) -> AppResult<i64> {
             .fetch_one(&store.pool)
             .await?,
     )
+}
+
+/// Whether a row of `kind` queued after `item` in its lane is still undone.
+pub async fn later_queued(store: &Store, item: &OutboxItem, kind: &str) -> AppResult<bool> {
+    let later: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM outbox WHERE lane = ? AND kind = ? AND id > ? AND done_at IS NULL LIMIT 1",
+    )
+    .bind(&item.lane)
+    .bind(kind)
+    .bind(item.id)
+    .fetch_optional(&store.pool)
+    .await?;
+    Ok(later.is_some())
+}
+
+/// Finishes row `id` as delivered after `attempts` attempts.
+pub async fn delivered(ctx: &mut WriteCtx, id: i64, attempts: i64) -> AppResult<()> {
+    let now = ctx.now_str();
+    sqlx::query(
+        "UPDATE outbox SET done_at = ?, outcome = 'delivered', attempts = ?, last_error = NULL WHERE id = ?",
+    )
+    .bind(&now)
+    .bind(attempts)
+    .bind(id)
+    .execute(&mut ctx.conn)
+    .await?;
+    Ok(())
+}
+
+/// Leaves row `id` undone, to be tried again at `at`.
+pub async fn retry_at(
+    ctx: &mut WriteCtx,
+    id: i64,
+    attempts: i64,
+    error: &str,
+    at: DateTime<Utc>,
+) -> AppResult<()> {
+    sqlx::query("UPDATE outbox SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ?")
+        .bind(attempts)
+        .bind(error)
+        .bind(clock::fmt(at))
+        .bind(id)
+        .execute(&mut ctx.conn)
+        .await?;
+    Ok(())
+}
+
+/// Finishes row `id` as failed for good.
+pub async fn failed(ctx: &mut WriteCtx, id: i64, attempts: i64, error: &str) -> AppResult<()> {
+    let now = ctx.now_str();
+    sqlx::query(
+        "UPDATE outbox SET done_at = ?, outcome = 'failed', attempts = ?, last_error = ? WHERE id = ?",
+    )
+    .bind(&now)
+    .bind(attempts)
+    .bind(error)
+    .bind(id)
+    .execute(&mut ctx.conn)
+    .await?;
+    Ok(())
+}
+
+/// A row with its bookkeeping, as an operator (or a test) inspects it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OutboxEntry {
+    pub id: i64,
+    pub kind: String,
+    pub lane: String,
+    pub request_id: Option<String>,
+    pub attempts: i64,
+    pub next_attempt_at: String,
+    pub last_error: Option<String>,
+    /// `delivered` or `failed` once done.
+    pub outcome: Option<String>,
+    pub done_at: Option<String>,
+}
+
+/// Every row, oldest first.
+pub async fn entries(store: &Store) -> AppResult<Vec<OutboxEntry>> {
+    Ok(sqlx::query_as(
+        "SELECT id, kind, lane, request_id, attempts, next_attempt_at, last_error, outcome, done_at \
+         FROM outbox ORDER BY id",
+    )
+    .fetch_all(&store.pool)
+    .await?)
 }

@@ -3,20 +3,20 @@
 //! signatures are deterministic, so it is rebuilt from those claims), and
 //! each redemption is one row of `permit_redemptions`.
 
-use sqlx::{SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
+use super::{Store, WriteCtx};
 use crate::error::AppResult;
 
 /// The `data` of the `permit.issued` event for a request, if one was issued.
 /// Read from the trail, not from a table of its own, so what is served is
 /// what the chain holds.
-pub async fn issued_claims(pool: &SqlitePool, request_id: Uuid) -> AppResult<Option<String>> {
+pub async fn issued_claims(store: &Store, request_id: Uuid) -> AppResult<Option<String>> {
     Ok(sqlx::query_scalar::<_, String>(
         "SELECT data FROM audit_events WHERE request_id = ? AND kind = 'permit.issued' ORDER BY seq LIMIT 1",
     )
     .bind(request_id.to_string())
-    .fetch_optional(pool)
+    .fetch_optional(&store.pool)
     .await?)
 }
 
@@ -31,7 +31,7 @@ pub struct Redemption {
 /// in which case the earlier redemption is returned and nothing is written.
 /// Runs inside the writer's transaction, so check and insert are atomic.
 pub async fn redeem(
-    conn: &mut SqliteConnection,
+    ctx: &mut WriteCtx,
     jti: Uuid,
     by: &str,
     key_id: Uuid,
@@ -45,7 +45,7 @@ pub async fn redeem(
     .bind(by)
     .bind(key_id.to_string())
     .bind(at)
-    .execute(&mut *conn)
+    .execute(&mut ctx.conn)
     .await?
     .rows_affected();
     if inserted == 1 {
@@ -55,7 +55,7 @@ pub async fn redeem(
         "SELECT redeemed_by, redeemed_at FROM permit_redemptions WHERE jti = ?",
     )
     .bind(jti.to_string())
-    .fetch_one(&mut *conn)
+    .fetch_one(&mut ctx.conn)
     .await?;
     Ok(Err(earlier))
 }

@@ -3,11 +3,12 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::{SqliteConnection, SqliteExecutor};
+
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::WriteCtx;
 use super::audit::{self, StoredEvent};
+use super::{Store, WriteCtx};
 use crate::domain::policy::OnExpiry;
 use crate::domain::replay::{self, EventRef, State};
 use crate::domain::rules::{PriorDecision, RequestFacts};
@@ -242,8 +243,8 @@ async fn decisions<'e>(db: impl SqliteExecutor<'e>, id: &str) -> AppResult<Vec<D
 /// refused with [`AppError::Integrity`], never served. The three reads run
 /// in one read transaction, so a commit between them cannot look like
 /// tampering.
-pub async fn get(pool: &sqlx::SqlitePool, id: Uuid) -> AppResult<Option<Approval>> {
-    let mut tx = pool.begin().await?;
+pub async fn get(store: &Store, id: Uuid) -> AppResult<Option<Approval>> {
+    let mut tx = store.pool.begin().await?;
     let Some((row, decisions)) = load_parts(&mut tx, id).await? else {
         return Ok(None);
     };
@@ -273,8 +274,8 @@ async fn load_parts(
 /// Reads one request on the writer's connection without checking it. Only
 /// for reading back what the same job has just written (its events are not
 /// flushed yet); anything the job decides on comes from [`load_checked`].
-pub async fn load(conn: &mut SqliteConnection, id: Uuid) -> AppResult<Option<Approval>> {
-    match load_parts(conn, id).await? {
+pub async fn load(ctx: &mut WriteCtx, id: Uuid) -> AppResult<Option<Approval>> {
+    match load_parts(&mut ctx.conn, id).await? {
         None => Ok(None),
         Some((row, decisions)) => row.into_approval(decisions).map(Some),
     }
@@ -408,7 +409,7 @@ pub fn state_differences(
 
 /// The columns [`SELECT`] reads, from a rusqlite row (`audit verify` reads
 /// the whole table on a blocking thread, like the chain).
-pub fn row_from_rusqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<RequestRow> {
+pub(super) fn row_from_rusqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<RequestRow> {
     Ok(RequestRow {
         id: r.get(0)?,
         action: r.get(1)?,
@@ -496,7 +497,7 @@ pub struct ListFilter {
 }
 
 /// Newest first, paged by id (UUID v7 sorts by creation time).
-pub async fn list(pool: &sqlx::SqlitePool, f: &ListFilter) -> AppResult<Vec<Approval>> {
+pub async fn list(store: &Store, f: &ListFilter) -> AppResult<Vec<Approval>> {
     let mut sql = format!("{SELECT} WHERE 1 = 1");
     if f.status.is_some() {
         sql.push_str(" AND status = ?");
@@ -532,7 +533,7 @@ pub async fn list(pool: &sqlx::SqlitePool, f: &ListFilter) -> AppResult<Vec<Appr
     }
     // Lists are checked too (a page is at most a few hundred requests, each
     // a handful of indexed rows): a forged row is never served by any read.
-    let mut tx = pool.begin().await?;
+    let mut tx = store.pool.begin().await?;
     let rows = q.bind(f.limit as i64).fetch_all(&mut *tx).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
@@ -609,7 +610,7 @@ impl NewRow<'_> {
 /// Inserts a new request and returns it as a read would, without reading
 /// it back (a new request has no decisions): two fewer round trips to the
 /// writer's SQLite thread per request.
-pub async fn insert(conn: &mut SqliteConnection, r: &NewRow<'_>) -> AppResult<Approval> {
+pub async fn insert(ctx: &mut WriteCtx, r: &NewRow<'_>) -> AppResult<Approval> {
     let row = r.row();
     sqlx::query(
         "INSERT INTO approval_requests (id, action, resource, summary, justification, details, risk, requester, \
@@ -646,13 +647,13 @@ pub async fn insert(conn: &mut SqliteConnection, r: &NewRow<'_>) -> AppResult<Ap
     .bind(&row.final_reason)
     .bind(r.idempotency_key)
     .bind(&row.idempotency_hash)
-    .execute(conn)
+    .execute(&mut ctx.conn)
     .await?;
     row.into_approval(vec![])
 }
 
 pub async fn insert_decision(
-    conn: &mut SqliteConnection,
+    ctx: &mut WriteCtx,
     id: Uuid,
     who: &Principal,
     verdict: Verdict,
@@ -669,7 +670,7 @@ pub async fn insert_decision(
     .bind(comment)
     .bind(channel)
     .bind(at)
-    .execute(conn)
+    .execute(&mut ctx.conn)
     .await?;
     Ok(())
 }
@@ -678,7 +679,7 @@ pub async fn insert_decision(
 /// guard makes a second final transition impossible even if a caller skips
 /// the rules.
 pub async fn finalize(
-    conn: &mut SqliteConnection,
+    ctx: &mut WriteCtx,
     id: Uuid,
     status: Status,
     at: &str,
@@ -694,7 +695,7 @@ pub async fn finalize(
     .bind(by)
     .bind(reason)
     .bind(id.to_string())
-    .execute(conn)
+    .execute(&mut ctx.conn)
     .await?;
     if done.rows_affected() != 1 {
         return Err(AppError::Conflict(format!(
@@ -702,4 +703,50 @@ pub async fn finalize(
         )));
     }
     Ok(())
+}
+
+/// The action of a request, for the audit events written about it (an
+/// outbox delivery, say); `None` if no such request exists.
+pub async fn action_of(ctx: &mut WriteCtx, id: Uuid) -> AppResult<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT action FROM approval_requests WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut ctx.conn)
+            .await?,
+    )
+}
+
+/// Pending requests whose deadline is at or before `now`, earliest first,
+/// at most `limit` of them (the expiry sweeper's batch).
+pub async fn overdue(ctx: &mut WriteCtx, now: &str, limit: u32) -> AppResult<Vec<Uuid>> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM approval_requests WHERE status = 'pending' AND expires_at <= ? \
+         ORDER BY expires_at LIMIT ?",
+    )
+    .bind(now)
+    .bind(i64::from(limit))
+    .fetch_all(&mut ctx.conn)
+    .await?;
+    ids.iter()
+        .map(|id| Uuid::parse_str(id).map_err(|_| corrupt("id", id)))
+        .collect()
+}
+
+/// The earliest deadline among pending requests, if any is pending.
+pub async fn next_deadline(store: &Store) -> AppResult<Option<chrono::DateTime<chrono::Utc>>> {
+    let next: Option<String> = sqlx::query_scalar(
+        "SELECT MIN(expires_at) FROM approval_requests WHERE status = 'pending'",
+    )
+    .fetch_one(&store.pool)
+    .await?;
+    Ok(next.as_deref().and_then(crate::clock::parse))
+}
+
+/// How many requests are pending (the `countersign_pending_requests` gauge).
+pub async fn pending_count(store: &Store) -> AppResult<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM approval_requests WHERE status = 'pending'")
+            .fetch_one(&store.pool)
+            .await?,
+    )
 }

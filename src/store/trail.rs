@@ -6,11 +6,11 @@ use chrono::{DateTime, Utc};
 use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use sqlx::SqlitePool;
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::Store;
 use super::audit::{Break, CSV_HEADER, ChainVerifier, ExportLine, Report, StoredEvent};
 use super::checkpoints::{self, Checkpoint};
 use crate::clock;
@@ -84,8 +84,8 @@ type Cond = (String, Vec<Bind>);
 ///   few values it matches, each an index lookup, merged here;
 /// - `since` / `until` become seq bounds (event times never go backwards),
 ///   found with one probe of the ts index.
-pub async fn query(pool: &SqlitePool, f: &AuditFilter) -> AppResult<Vec<StoredEvent>> {
-    let mut conn = pool.acquire().await?;
+pub async fn query(store: &Store, f: &AuditFilter) -> AppResult<Vec<StoredEvent>> {
+    let mut conn = store.pool.acquire().await?;
     let mut bounds: Vec<Cond> = Vec::new();
     if let Some(since) = f.since {
         match first_seq_at_or_after(&mut conn, since).await? {
@@ -250,6 +250,22 @@ async fn first_seq_at_or_after(
         sqlx::query_scalar("SELECT seq FROM audit_events WHERE ts >= ? ORDER BY ts, seq LIMIT 1")
             .bind(clock::fmt(t))
             .fetch_optional(&mut *conn)
+            .await?,
+    )
+}
+
+/// A signed chain head as stored: the head's seq and hash.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SignedHead {
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// Every signed head, oldest first.
+pub async fn signed_heads(store: &Store) -> AppResult<Vec<SignedHead>> {
+    Ok(
+        sqlx::query_as("SELECT seq, hash FROM audit_signatures ORDER BY seq")
+            .fetch_all(&store.pool)
             .await?,
     )
 }

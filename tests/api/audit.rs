@@ -62,12 +62,17 @@ async fn an_untouched_trail_verifies() {
 #[tokio::test]
 async fn the_service_refuses_to_edit_or_delete_audit_events() {
     let app = app_with_history().await;
+    // Any writer of the file, the service's own connections included, meets
+    // the append-only triggers.
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", app.db.display()))
+        .await
+        .unwrap();
     let err = sqlx::query("UPDATE audit_events SET actor = 'user:x@y.z' WHERE seq = 1")
-        .execute(&app.app.store.pool)
+        .execute(&mut conn)
         .await;
     assert!(err.unwrap_err().to_string().contains("append-only"));
     let err = sqlx::query("DELETE FROM audit_events WHERE seq = 1")
-        .execute(&app.app.store.pool)
+        .execute(&mut conn)
         .await;
     assert!(err.is_err());
 }
@@ -363,9 +368,9 @@ async fn every_audit_filter_path_returns_what_a_naive_scan_of_the_trail_would() 
             app.decide(&bob, &id, "approve", None).await;
         }
     }
-    let pool = &app.app.store.pool;
+    let store = &app.app.store;
     let all = query(
-        pool,
+        store,
         &AuditFilter {
             limit: 10_000,
             ..Default::default()
@@ -488,7 +493,7 @@ async fn every_audit_filter_path_returns_what_a_naive_scan_of_the_trail_would() 
         filter.limit = 3;
         let mut got = vec![];
         loop {
-            let page = query(pool, &filter).await.unwrap();
+            let page = query(store, &filter).await.unwrap();
             got.extend(page.iter().map(|e| e.seq));
             if page.len() < 3 {
                 break;

@@ -163,7 +163,7 @@ async fn where_a_rule_names_approvers_nobody_else_decides_and_the_attempt_is_aud
     let p: Value = res.json().await.unwrap();
     assert_eq!(p["type"], "urn:countersign:problem:not_an_approver");
     let events = countersign::store::trail::query(
-        &app.app.store.pool,
+        &app.app.store,
         &countersign::store::trail::AuditFilter {
             kind: Some("decision.blocked".into()),
             limit: 10,
@@ -241,13 +241,12 @@ async fn fifty_concurrent_decisions_end_in_exactly_one_final_transition() {
     let conflicts = results.iter().filter(|r| r.status() == 409).count();
     assert_eq!(ok, 1, "exactly one decision wins");
     assert_eq!(conflicts, 49, "every other is told it is already final");
-    let final_events: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM audit_events WHERE request_id = ? AND kind IN ('request.approved', 'request.denied')",
-    )
-    .bind(&id)
-    .fetch_one(&app.app.store.pool)
-    .await
-    .unwrap();
+    let final_events = app
+        .audit_kinds(&id)
+        .await
+        .into_iter()
+        .filter(|k| k == "request.approved" || k == "request.denied")
+        .count();
     assert_eq!(final_events, 1);
     assert_eq!(app.count("decisions").await, 1);
 }

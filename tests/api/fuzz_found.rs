@@ -68,13 +68,12 @@ async fn a_receiver_asking_to_retry_in_millions_of_years_is_called_once_and_the_
         "{kinds:?}"
     );
     // Tried again at the give-up horizon (24 h by default), not never.
-    let next: String = sqlx::query_scalar(
-        "SELECT next_attempt_at FROM outbox WHERE kind = 'webhook' AND done_at IS NULL",
-    )
-    .fetch_one(&app.app.store.pool)
-    .await
-    .unwrap();
-    let next = countersign::clock::parse(&next).unwrap();
+    let outbox = app.outbox().await;
+    let row = outbox
+        .iter()
+        .find(|r| r.kind == "webhook" && r.done_at.is_none())
+        .expect("the webhook row, still due");
+    let next = countersign::clock::parse(&row.next_attempt_at).unwrap();
     let wait = next - countersign::clock::now();
     assert!(
         wait > chrono::Duration::hours(23) && wait <= chrono::Duration::hours(24),

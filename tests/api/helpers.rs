@@ -194,7 +194,7 @@ impl TestApp {
     /// Audit events of one request, oldest first.
     pub async fn audit_kinds(&self, id: &str) -> Vec<String> {
         let mut events = countersign::store::trail::query(
-            &self.app.store.pool,
+            &self.app.store,
             &countersign::store::trail::AuditFilter {
                 request_id: Some(id.parse().unwrap()),
                 limit: 500,
@@ -207,9 +207,53 @@ impl TestApp {
         events.into_iter().map(|e| e.kind).collect()
     }
 
+    /// How many rows `table` holds (`decisions`, `audit_events`, ...).
     pub async fn count(&self, table: &str) -> i64 {
-        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
-            .fetch_one(&self.app.store.pool)
+        let table = table.parse().unwrap();
+        countersign::store::stats::count(&self.app.store, table)
+            .await
+            .unwrap()
+    }
+
+    /// Kinds of every audit event, oldest first.
+    pub async fn all_kinds(&self) -> Vec<String> {
+        self.events(countersign::store::trail::AuditFilter::default())
+            .await
+            .into_iter()
+            .map(|e| e.kind)
+            .collect()
+    }
+
+    /// The events `filter` selects (its limit defaults to the whole
+    /// trail), oldest first.
+    pub async fn events(
+        &self,
+        mut filter: countersign::store::trail::AuditFilter,
+    ) -> Vec<countersign::store::audit::StoredEvent> {
+        if filter.limit == 0 {
+            filter.limit = u32::MAX;
+        }
+        let mut events = countersign::store::trail::query(&self.app.store, &filter)
+            .await
+            .unwrap();
+        events.reverse();
+        events
+    }
+
+    /// Every outbox row, oldest first.
+    pub async fn outbox(&self) -> Vec<countersign::store::outbox::OutboxEntry> {
+        countersign::store::outbox::entries(&self.app.store)
+            .await
+            .unwrap()
+    }
+
+    /// Where the request's message on `channel` (`slack`, `teams`) lives.
+    pub async fn chat_message(
+        &self,
+        id: &str,
+        channel: &str,
+    ) -> Option<countersign::store::chat_messages::ChatMessage> {
+        countersign::store::chat_messages::find(&self.app.store, id.parse().unwrap(), channel)
             .await
             .unwrap()
     }

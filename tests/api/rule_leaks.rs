@@ -14,7 +14,7 @@ use crate::helpers::*;
 /// A request's audit events as (kind, data), oldest first.
 async fn events(app: &TestApp, id: &str) -> Vec<(String, Value)> {
     let mut events = countersign::store::trail::query(
-        &app.app.store.pool,
+        &app.app.store,
         &countersign::store::trail::AuditFilter {
             request_id: Some(id.parse().unwrap()),
             limit: 500,
@@ -215,14 +215,14 @@ async fn a_decision_committed_after_the_deadline_is_refused_as_expired_whatever_
         AppError::Refused(refusal).status_code(),
         reqwest::StatusCode::CONFLICT
     );
-    let after = countersign::store::requests::get(&app.store.pool, created.id)
+    let after = countersign::store::requests::get(&app.store, created.id)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(after.status, countersign::domain::Status::Pending);
     assert!(after.decisions.is_empty());
     let blocked: Vec<Value> = countersign::store::trail::query(
-        &app.store.pool,
+        &app.store,
         &countersign::store::trail::AuditFilter {
             request_id: Some(created.id),
             limit: 10,

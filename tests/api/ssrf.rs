@@ -225,8 +225,7 @@ async fn a_receiver_answering_404_or_410_is_given_up_at_once_audited_without_ret
             1,
             "{status}: {kinds:?}"
         );
-        let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE done_at IS NULL")
-            .fetch_one(&app.app.store.pool)
+        let open = countersign::store::outbox::backlog(&app.app.store)
             .await
             .unwrap();
         assert_eq!(open, 0);

@@ -199,10 +199,14 @@ async fn with_key_owner_nulled_the_owner_still_cannot_approve_her_agents_request
         &["key_owner"],
     )
     .await;
+    // Read from the file: the service refuses to serve the forged row.
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", app.db.display()))
+        .await
+        .unwrap();
     let status: Option<String> =
         sqlx::query_scalar("SELECT status FROM approval_requests WHERE id = ?")
             .bind(&id)
-            .fetch_one(&app.app.store.pool)
+            .fetch_one(&mut conn)
             .await
             .unwrap();
     assert_eq!(status.as_deref(), Some("pending"));

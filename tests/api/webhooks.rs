@@ -130,8 +130,7 @@ async fn a_failing_receiver_is_retried_until_it_accepts_and_each_attempt_is_audi
         4,
         "delivered exactly once after the failures"
     );
-    let backlog: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE done_at IS NULL")
-        .fetch_one(&app.app.store.pool)
+    let backlog = countersign::store::outbox::backlog(&app.app.store)
         .await
         .unwrap();
     assert_eq!(backlog, 0);
@@ -196,11 +195,11 @@ async fn a_webhook_is_given_up_after_the_configured_time_and_that_is_audited() {
             .await
             .contains(&"delivery.given_up".to_string())
         {
-            let failed: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE outcome = 'failed'")
-                    .fetch_one(&app.app.store.pool)
-                    .await
-                    .unwrap();
+            let outbox = app.outbox().await;
+            let failed = outbox
+                .iter()
+                .filter(|r| r.outcome.as_deref() == Some("failed"))
+                .count();
             assert_eq!(failed, 1);
             assert!(!receiver.calls.lock().unwrap().is_empty());
             return;

@@ -49,12 +49,7 @@ async fn approve_by_another_user_records_the_decision_updates_the_message_and_an
 
     let update = t.wait_update("approved").await;
     assert_eq!(update.body["channel"], CHANNEL);
-    let ts: String =
-        sqlx::query_scalar("SELECT message_id FROM chat_messages WHERE request_id = ?")
-            .bind(&id)
-            .fetch_one(&t.app.app.store.pool)
-            .await
-            .unwrap();
+    let ts = t.app.chat_message(&id, "slack").await.unwrap().message_id;
     assert_eq!(
         update.body["ts"],
         ts.as_str(),
@@ -100,11 +95,13 @@ async fn refused_self_approval(user: &str, expected: &str) {
     assert_eq!(after.last().unwrap(), "decision.blocked");
     assert_eq!(t.decisions(&id).await, 0);
     assert_eq!(t.status(&id).await, "pending");
-    let updates: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE kind = 'slack.update'")
-            .fetch_one(&t.app.app.store.pool)
-            .await
-            .unwrap();
+    let updates = t
+        .app
+        .outbox()
+        .await
+        .iter()
+        .filter(|r| r.kind == "slack.update")
+        .count();
     assert_eq!(updates, 0, "the message is left alone");
 }
 

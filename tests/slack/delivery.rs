@@ -96,15 +96,9 @@ async fn a_request_needing_approval_is_posted_with_approve_and_deny_and_agent_te
     );
     assert!(shown.contains(&id), "the request id is shown");
 
-    let stored: (String, String) = sqlx::query_as(
-        "SELECT conversation, message_id FROM chat_messages WHERE request_id = ? AND channel = 'slack'",
-    )
-    .bind(&id)
-    .fetch_one(&t.app.app.store.pool)
-    .await
-    .unwrap();
-    assert_eq!(stored.0, CHANNEL);
-    assert!(stored.1.starts_with("1700000000."));
+    let stored = t.app.chat_message(&id, "slack").await.unwrap();
+    assert_eq!(stored.conversation, CHANNEL);
+    assert!(stored.message_id.starts_with("1700000000."));
     eventually("slack.posted is audited", || async {
         t.app
             .audit_kinds(&id)
@@ -145,10 +139,7 @@ async fn requests_decided_by_policy_at_once_are_not_posted() {
     let mut body = export_request();
     body["action"] = json!("db.read");
     t.app.create(&agent, body).await;
-    let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE kind LIKE 'slack.%'")
-        .fetch_one(&t.app.app.store.pool)
-        .await
-        .unwrap();
+    let queued = slack_rows(&t.app).await;
     assert_eq!(queued, 0);
 }
 
@@ -220,12 +211,7 @@ async fn an_update_never_overtakes_its_post_and_edits_that_same_message() {
     let posts = t.fake.wait_for("chat.postMessage", 1).await;
     let update = t.wait_update("approved").await;
     assert!(update.at > posts[0].at, "the update came after the post");
-    let ts: String =
-        sqlx::query_scalar("SELECT message_id FROM chat_messages WHERE request_id = ?")
-            .bind(id)
-            .fetch_one(&t.app.app.store.pool)
-            .await
-            .unwrap();
+    let ts = t.app.chat_message(id, "slack").await.unwrap().message_id;
     assert_eq!(update.body["ts"], ts.as_str());
     assert_eq!(update.body["channel"], CHANNEL);
     assert_eq!(t.fake.successes("chat.postMessage").len(), 1);
@@ -282,10 +268,7 @@ async fn slack_is_off_when_no_bot_token_is_set() {
     let app = spawn_app().await;
     let agent = app.agent().await;
     app.create(&agent, export_request()).await;
-    let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE kind LIKE 'slack.%'")
-        .fetch_one(&app.app.store.pool)
-        .await
-        .unwrap();
+    let queued = slack_rows(&app).await;
     assert_eq!(queued, 0);
     let res = app
         .client
@@ -308,4 +291,13 @@ async fn a_bot_token_without_a_signing_secret_stops_the_service_at_start() {
         .err()
         .expect("the service refuses to start");
     assert!(err.to_string().contains("COUNTERSIGN_SLACK_SIGNING_SECRET"));
+}
+
+/// Outbox rows for Slack, delivered or not.
+async fn slack_rows(app: &TestApp) -> usize {
+    app.outbox()
+        .await
+        .iter()
+        .filter(|r| r.kind.starts_with("slack."))
+        .count()
 }

@@ -281,12 +281,7 @@ impl SlackTest {
         // The message reference and the slack.posted event commit together,
         // after Slack answered: wait for them so later checks start settled.
         eventually("the post to be recorded", || async {
-            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM chat_messages WHERE request_id = ?")
-                .bind(&id)
-                .fetch_one(&self.app.app.store.pool)
-                .await
-                .unwrap()
-                == 1
+            self.app.chat_message(&id, "slack").await.is_some()
         })
         .await;
         (id, post)
@@ -329,20 +324,21 @@ impl SlackTest {
         }
     }
 
+    /// Decisions recorded on the request, counted through the store.
     pub async fn decisions(&self, id: &str) -> i64 {
-        sqlx::query_scalar("SELECT COUNT(*) FROM decisions WHERE request_id = ?")
-            .bind(id)
-            .fetch_one(&self.app.app.store.pool)
-            .await
-            .unwrap()
+        self.request(id).await.decisions.len() as i64
     }
 
     pub async fn status(&self, id: &str) -> String {
-        sqlx::query_scalar("SELECT status FROM approval_requests WHERE id = ?")
-            .bind(id)
-            .fetch_one(&self.app.app.store.pool)
+        self.request(id).await.status.as_str().to_string()
+    }
+
+    /// The request as the store serves it (checked against its trail).
+    async fn request(&self, id: &str) -> countersign::store::requests::Approval {
+        countersign::store::requests::get(&self.app.app.store, id.parse().unwrap())
             .await
             .unwrap()
+            .expect("the request exists")
     }
 
     pub async fn cli(&self, args: &[&str]) -> std::process::Output {
@@ -361,9 +357,6 @@ impl SlackTest {
 
     /// Kinds of every audit event, oldest first.
     pub async fn all_kinds(&self) -> Vec<String> {
-        sqlx::query_scalar("SELECT kind FROM audit_events ORDER BY seq")
-            .fetch_all(&self.app.app.store.pool)
-            .await
-            .unwrap()
+        self.app.all_kinds().await
     }
 }

@@ -56,15 +56,9 @@ async fn a_request_is_posted_as_an_adaptive_card_with_approve_and_deny() {
     );
     let kinds = t.app.audit_kinds(id).await;
     assert!(kinds.contains(&"teams.posted".to_string()), "{kinds:?}");
-    let (conversation, message_id): (String, String) = sqlx::query_as(
-        "SELECT conversation, message_id FROM chat_messages WHERE request_id = ? AND channel = 'teams'",
-    )
-    .bind(id)
-    .fetch_one(&t.app.app.store.pool)
-    .await
-    .unwrap();
-    assert_eq!(conversation, CONVERSATION);
-    assert_eq!(message_id, "activity-1");
+    let posted = t.app.chat_message(id, "teams").await.unwrap();
+    assert_eq!(posted.conversation, CONVERSATION);
+    assert_eq!(posted.message_id, "activity-1");
     assert_eq!(t.bf.posts().len(), 1, "posted exactly once");
 }
 

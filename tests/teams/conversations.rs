@@ -18,11 +18,7 @@ async fn adding_the_bot_to_a_team_captures_the_conversation_for_the_cli() {
     assert!(listed.contains("19:general@thread.tacv2"), "{listed}");
     assert!(listed.contains("Platform"), "{listed}");
     assert!(listed.contains(&t.bf.service_url()), "{listed}");
-    let kinds: Vec<String> = sqlx::query_scalar("SELECT kind FROM audit_events ORDER BY seq")
-        .fetch_all(&t.app.app.store.pool)
-        .await
-        .unwrap();
-    assert_eq!(kinds, ["teams.conversation_added"]);
+    assert_eq!(t.app.all_kinds().await, ["teams.conversation_added"]);
 }
 
 #[tokio::test]

@@ -128,13 +128,15 @@ async fn the_human_an_agent_acts_for_cannot_approve_and_the_refusal_is_audited()
             .await
             .contains(&"decision.blocked".to_string())
     );
-    let (actor, data): (String, String) = sqlx::query_as(
-        "SELECT actor, data FROM audit_events WHERE kind = 'decision.blocked' AND request_id = ?",
-    )
-    .bind(id)
-    .fetch_one(&t.app.app.store.pool)
-    .await
-    .unwrap();
+    let blocked = t
+        .app
+        .events(countersign::store::trail::AuditFilter {
+            request_id: Some(id.parse().unwrap()),
+            kind: Some("decision.blocked".into()),
+            ..Default::default()
+        })
+        .await;
+    let (actor, data) = (&blocked[0].actor, &blocked[0].data);
     assert_eq!(actor, "user:alice@example.com");
     assert!(
         data.contains("self_approval") && data.contains("teams"),

@@ -21,8 +21,7 @@ async fn a_connector_answering_429_and_500_for_a_while_gets_the_card_exactly_onc
     assert_eq!(t.app.count("chat_messages").await, 1);
     // Nothing is left to deliver and nothing is posted again.
     eventually("the outbox to drain", || async {
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM outbox WHERE done_at IS NULL")
-            .fetch_one(&t.app.app.store.pool)
+        countersign::store::outbox::backlog(&t.app.app.store)
             .await
             .unwrap()
             == 0

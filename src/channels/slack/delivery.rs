@@ -126,7 +126,7 @@ async fn load(slack: &Slack, item: &OutboxItem) -> Result<Approval, Delivery> {
     let Some(id) = item.request_uuid() else {
         return Err(failed("the outbox row names no request".into(), 0));
     };
-    match requests::get(&slack.app.store.pool, id).await {
+    match requests::get(&slack.app.store, id).await {
         Ok(Some(a)) => Ok(a),
         Ok(None) => Err(failed(format!("request {id} does not exist"), 0)),
         Err(e) => Err(retry_store(e)),
@@ -142,33 +142,20 @@ async fn message(
     // new post would ping them about a request they cannot decide.
     let mut principals: Vec<&str> = a.approvals.iter().map(|d| d.principal.as_str()).collect();
     principals.extend(a.decided_by.as_deref());
-    let names = slack_names(&slack.app.store.pool, &principals).await?;
+    let names = slack_names(&slack.app.store, &principals).await?;
     slack.templates.request_message(a, &names)
 }
 
 /// Where the request's message is: (channel, ts).
 async fn message_ref(slack: &Slack, id: Uuid) -> crate::error::AppResult<Option<(String, String)>> {
-    Ok(sqlx::query_as(
-        "SELECT conversation, message_id FROM chat_messages WHERE request_id = ? AND channel = ?",
-    )
-    .bind(id.to_string())
-    .bind(super::CHANNEL)
-    .fetch_optional(&slack.app.store.pool)
-    .await?)
+    let posted = crate::store::chat_messages::find(&slack.app.store, id, super::CHANNEL).await?;
+    Ok(posted.map(|m| (m.conversation, m.message_id)))
 }
 
 /// Whether a later update of the same message is already queued: it will
 /// show everything this one would.
 async fn superseded(slack: &Slack, item: &OutboxItem) -> crate::error::AppResult<bool> {
-    let later: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM outbox WHERE lane = ? AND kind = ? AND id > ? AND done_at IS NULL LIMIT 1",
-    )
-    .bind(&item.lane)
-    .bind(UPDATE)
-    .bind(item.id)
-    .fetch_optional(&slack.app.store.pool)
-    .await?;
-    Ok(later.is_some())
+    crate::store::outbox::later_queued(&slack.app.store, item, UPDATE).await
 }
 
 fn delivered(

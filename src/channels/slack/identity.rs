@@ -71,7 +71,7 @@ impl Identities {
         let unmapped = || Unresolved::Unmapped {
             external: external.clone(),
         };
-        let linked = identities::linked(&self.app.store.pool, &external)
+        let linked = identities::linked(&self.app.store, &external)
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "reading identity links failed");
@@ -138,21 +138,7 @@ impl Identities {
             .app
             .store
             .write(move |ctx| {
-                Box::pin(async move {
-                    let now = ctx.now_str();
-                    sqlx::query(
-                        "INSERT INTO slack_users (principal, team_id, user_id, updated_at) VALUES (?, ?, ?, ?) \
-                         ON CONFLICT (principal) DO UPDATE SET team_id = excluded.team_id, user_id = excluded.user_id, \
-                         updated_at = excluded.updated_at",
-                    )
-                    .bind(&p)
-                    .bind(&t)
-                    .bind(&u)
-                    .bind(&now)
-                    .execute(&mut ctx.conn)
-                    .await?;
-                    Ok(())
-                })
+                Box::pin(async move { identities::record_slack_account(ctx, &p, &t, &u).await })
             })
             .await;
         if let Err(e) = done {
@@ -163,24 +149,10 @@ impl Identities {
 
 /// Slack accounts of the given principals, for mentions.
 pub async fn slack_names(
-    pool: &sqlx::SqlitePool,
+    store: &crate::store::Store,
     principals: &[&str],
 ) -> crate::error::AppResult<super::render::SlackNames> {
-    let mut names = super::render::SlackNames::new();
-    for p in principals {
-        if names.contains_key(*p) {
-            continue;
-        }
-        let user: Option<String> =
-            sqlx::query_scalar("SELECT user_id FROM slack_users WHERE principal = ?")
-                .bind(p)
-                .fetch_optional(pool)
-                .await?;
-        if let Some(u) = user {
-            names.insert(p.to_string(), u);
-        }
-    }
-    Ok(names)
+    identities::slack_user_ids(store, principals).await
 }
 
 /// The user id in a Slack mention: `<@U123|bob>` or `<@U123>`.

@@ -260,7 +260,7 @@ async fn open_deny_modal(slack: &Slack, to: &Recipient, value: &str, trigger: Op
     let Some(shown) = shown else {
         return refuse_unbound(slack, to, who.as_str(), request_id, Verdict::Deny).await;
     };
-    let approval = match requests::get(&slack.app.store.pool, request_id).await {
+    let approval = match requests::get(&slack.app.store, request_id).await {
         Ok(Some(a)) => a,
         Ok(None) => {
             return slack

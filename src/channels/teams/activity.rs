@@ -226,8 +226,8 @@ async fn card_action(teams: &Teams, app: &App, a: &Activity) -> AppResult<Value>
             "This card does not point at an approval request.",
         );
     };
-    let pool = &app.store.pool;
-    let Some(current) = requests::get(pool, id).await? else {
+    let store = &app.store;
+    let Some(current) = requests::get(store, id).await? else {
         return notice(
             teams,
             Tone::Warning,
@@ -323,7 +323,7 @@ async fn card_action(teams: &Teams, app: &App, a: &Activity) -> AppResult<Value>
             } else {
                 Tone::Attention
             };
-            let fresh = requests::get(pool, id).await?.unwrap_or(current);
+            let fresh = requests::get(store, id).await?.unwrap_or(current);
             request_card(teams, &fresh, Some(Notice::new(tone, r.message())))
         }
         Err(
@@ -332,7 +332,7 @@ async fn card_action(teams: &Teams, app: &App, a: &Activity) -> AppResult<Value>
             | AppError::NotFound(m)
             | AppError::BadRequest(m),
         ) => {
-            let fresh = requests::get(pool, id).await?.unwrap_or(current);
+            let fresh = requests::get(store, id).await?.unwrap_or(current);
             request_card(teams, &fresh, Some(Notice::new(Tone::Attention, m)))
         }
         Err(e) => Err(e),
@@ -407,7 +407,7 @@ async fn resolve_account(
 }
 
 async fn linked(app: &App, aad: &str) -> Result<Option<Principal>, String> {
-    crate::store::identities::linked(&app.store.pool, &format!("teams:{aad}"))
+    crate::store::identities::linked(&app.store, &format!("teams:{aad}"))
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "reading identity links failed");

@@ -19,6 +19,7 @@ use super::connector::CallError;
 use super::conversations;
 use crate::outbox::{ChatMessageRef, Deliverer, Delivery, OutboxItem};
 use crate::service::App;
+use crate::store::chat_messages::{self, ChatMessage};
 use crate::store::requests::{self, Approval};
 
 pub const POST: &str = "teams.post";
@@ -80,7 +81,7 @@ impl Deliverer for TeamsDeliverer {
                 audit: None,
             };
         };
-        let approval = match requests::get(&self.app.store.pool, id).await {
+        let approval = match requests::get(&self.app.store, id).await {
             Ok(Some(a)) => a,
             Ok(None) => {
                 return Delivery::Failed {
@@ -101,7 +102,7 @@ impl Deliverer for TeamsDeliverer {
 impl TeamsDeliverer {
     async fn post(&self, a: &Approval, attempt: i64) -> Delivery {
         let dest = conversations::destination(
-            &self.app.store.pool,
+            &self.app.store,
             &self.app.settings.teams,
             a.teams_conversation.as_deref(),
         )
@@ -139,14 +140,13 @@ impl TeamsDeliverer {
     }
 
     async fn update(&self, a: &Approval, attempt: i64) -> Delivery {
-        let row: Result<Option<(String, String, Option<String>)>, _> = sqlx::query_as(
-            "SELECT conversation, message_id, extra FROM chat_messages WHERE request_id = ? AND channel = 'teams'",
-        )
-        .bind(a.id.to_string())
-        .fetch_optional(&self.app.store.pool)
-        .await;
-        let (conversation, activity_id, extra) = match row {
-            Ok(Some(r)) => r,
+        let posted = chat_messages::find(&self.app.store, a.id, "teams").await;
+        let ChatMessage {
+            conversation,
+            message_id: activity_id,
+            extra,
+        } = match posted {
+            Ok(Some(m)) => m,
             // The post never landed (it failed for good): nothing to update.
             Ok(None) => {
                 return Delivery::Delivered {
@@ -157,7 +157,6 @@ impl TeamsDeliverer {
             Err(e) => return retry(format!("reading the posted card failed: {e}")),
         };
         let service_url = extra
-            .and_then(|e| serde_json::from_str::<Value>(&e).ok())
             .and_then(|e| e.get("service_url")?.as_str().map(str::to_string))
             .or_else(|| self.app.settings.teams.service_url.clone());
         let data =

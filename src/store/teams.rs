@@ -1,0 +1,173 @@
+//! Teams conversations the bot may post to: references captured when it is
+//! added to a team, channel or chat, and the operator's default. What they
+//! mean and when each is audited is `channels::teams::conversations`'s.
+
+use serde::Serialize;
+
+use super::{Store, WriteCtx};
+use crate::error::AppResult;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Conversation {
+    pub conversation_id: String,
+    pub service_url: String,
+    pub tenant_id: Option<String>,
+    pub conversation_type: Option<String>,
+    pub team_id: Option<String>,
+    pub team_name: Option<String>,
+    pub name: Option<String>,
+    pub added_by: Option<String>,
+    pub is_default: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    pub removed_at: Option<String>,
+}
+
+/// A reference from an activity, to capture.
+#[derive(Debug, Clone, Serialize)]
+pub struct Captured {
+    pub conversation_id: String,
+    pub service_url: String,
+    pub tenant_id: Option<String>,
+    pub conversation_type: Option<String>,
+    pub team_id: Option<String>,
+    pub team_name: Option<String>,
+    pub name: Option<String>,
+    pub added_by: Option<String>,
+}
+
+const SELECT: &str = "SELECT conversation_id, service_url, tenant_id, conversation_type, team_id, team_name, \
+    name, added_by, is_default, created_at, updated_at, removed_at FROM teams_conversations";
+
+/// Every conversation, the default first.
+pub async fn list(store: &Store) -> AppResult<Vec<Conversation>> {
+    Ok(
+        sqlx::query_as::<_, Conversation>(sqlx::AssertSqlSafe(format!(
+            "{SELECT} ORDER BY is_default DESC, team_name, name, conversation_id"
+        )))
+        .fetch_all(&store.pool)
+        .await?,
+    )
+}
+
+pub async fn get(store: &Store, id: &str) -> AppResult<Option<Conversation>> {
+    Ok(
+        sqlx::query_as::<_, Conversation>(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE conversation_id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&store.pool)
+        .await?,
+    )
+}
+
+/// The operator's default conversation, if one was chosen.
+pub async fn default(store: &Store) -> AppResult<Option<Conversation>> {
+    Ok(
+        sqlx::query_as::<_, Conversation>(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE is_default = 1"
+        )))
+        .fetch_optional(&store.pool)
+        .await?,
+    )
+}
+
+/// The service URL Teams used most recently in a conversation the bot is
+/// still in.
+pub async fn latest_service_url(store: &Store) -> AppResult<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT service_url FROM teams_conversations WHERE removed_at IS NULL ORDER BY updated_at DESC LIMIT 1",
+    )
+    .fetch_optional(&store.pool)
+    .await?)
+}
+
+/// Records (or refreshes) a captured conversation; what the activity left
+/// out keeps its earlier value, and a removed conversation is back.
+pub async fn capture(ctx: &mut WriteCtx, c: &Captured) -> AppResult<()> {
+    let now = ctx.now_str();
+    sqlx::query(
+        "INSERT INTO teams_conversations (conversation_id, service_url, tenant_id, conversation_type, team_id, \
+         team_name, name, added_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (conversation_id) DO UPDATE SET service_url = excluded.service_url, \
+         tenant_id = excluded.tenant_id, conversation_type = excluded.conversation_type, \
+         team_id = COALESCE(excluded.team_id, team_id), team_name = COALESCE(excluded.team_name, team_name), \
+         name = COALESCE(excluded.name, name), added_by = COALESCE(excluded.added_by, added_by), \
+         updated_at = excluded.updated_at, removed_at = NULL",
+    )
+    .bind(&c.conversation_id)
+    .bind(&c.service_url)
+    .bind(&c.tenant_id)
+    .bind(&c.conversation_type)
+    .bind(&c.team_id)
+    .bind(&c.team_name)
+    .bind(&c.name)
+    .bind(&c.added_by)
+    .bind(&now)
+    .bind(&now)
+    .execute(&mut ctx.conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks a conversation the bot was removed from; false if it was not in it.
+pub async fn remove(ctx: &mut WriteCtx, conversation_id: &str) -> AppResult<bool> {
+    let now = ctx.now_str();
+    let n = sqlx::query(
+        "UPDATE teams_conversations SET removed_at = ?, updated_at = ? WHERE conversation_id = ? AND removed_at IS NULL",
+    )
+    .bind(&now)
+    .bind(&now)
+    .bind(conversation_id)
+    .execute(&mut ctx.conn)
+    .await?
+    .rows_affected();
+    Ok(n > 0)
+}
+
+/// Registers a conversation that was never captured (or changes its
+/// service URL), as the operator gave it.
+pub async fn register(
+    ctx: &mut WriteCtx,
+    conversation_id: &str,
+    service_url: &str,
+) -> AppResult<()> {
+    let now = ctx.now_str();
+    sqlx::query(
+        "INSERT INTO teams_conversations (conversation_id, service_url, created_at, updated_at) \
+         VALUES (?, ?, ?, ?) ON CONFLICT (conversation_id) DO UPDATE SET \
+         service_url = excluded.service_url, updated_at = excluded.updated_at",
+    )
+    .bind(conversation_id)
+    .bind(service_url)
+    .bind(&now)
+    .bind(&now)
+    .execute(&mut ctx.conn)
+    .await?;
+    Ok(())
+}
+
+/// Makes `conversation_id` the one default; false (and nothing changed) if
+/// no such conversation is known.
+pub async fn set_default(ctx: &mut WriteCtx, conversation_id: &str) -> AppResult<bool> {
+    let known: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM teams_conversations WHERE conversation_id = ?")
+            .bind(conversation_id)
+            .fetch_optional(&mut ctx.conn)
+            .await?;
+    if known.is_none() {
+        return Ok(false);
+    }
+    let now = ctx.now_str();
+    sqlx::query("UPDATE teams_conversations SET is_default = 0 WHERE is_default = 1")
+        .execute(&mut ctx.conn)
+        .await?;
+    sqlx::query(
+        "UPDATE teams_conversations SET is_default = 1, updated_at = ? WHERE conversation_id = ?",
+    )
+    .bind(&now)
+    .bind(conversation_id)
+    .execute(&mut ctx.conn)
+    .await?;
+    Ok(true)
+}

@@ -44,6 +44,7 @@ pub mod audit;
 pub mod chat_messages;
 pub mod checkpoints;
 pub mod identities;
+pub mod import;
 pub mod keys;
 pub mod outbox;
 pub mod permits;

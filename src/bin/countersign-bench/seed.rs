@@ -1,7 +1,8 @@
-//! Seeds the audit trail with a realistic history written straight into the
-//! SQLite file before the service starts: a correct hash chain (the
-//! library's `event_hash`) ending in a head signature (the library's
-//! `Signer`), so `audit verify` accepts it and the service appends to it.
+//! Seeds the audit trail with a realistic history written into the SQLite
+//! file before the service starts (through the store's bulk import,
+//! `store::import`, not the service): a correct hash chain (the library's
+//! `event_hash`) ending in a head signature (the library's `Signer`), so
+//! `audit verify` accepts it and the service appends to it.
 //!
 //! The history is a stream of request stories over the last 90 days: an
 //! agent asks (`request.created`), the policy answers (`policy.evaluated`),
@@ -10,27 +11,20 @@
 //! and then an operator event. Actors, actions and payload sizes vary as
 //! they would in use. The generator is seeded, so every run writes the same
 //! trail (up to the timestamps, which end at the moment of seeding).
-//!
-//! Speed: one connection, no journal and no fsync while seeding (the file is
-//! scratch until it is complete), multi-row prepared INSERTs in large
-//! transactions; the audit indexes are dropped first and rebuilt once at
-//! the end from the migration's own SQL, which sorts once instead of
-//! updating five B-trees per row.
+//! How it is written fast is the import's business (see its module doc).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{Connection, Executor, SqliteConnection};
 use uuid::Uuid;
 
 use countersign::clock;
-use countersign::store::audit::{GENESIS, Signer, event_hash};
+use countersign::store::audit::{GENESIS, Signer, StoredEvent, event_hash};
+use countersign::store::import::TrailImport;
 
 /// What the scenarios need to know about the seeded trail.
 pub struct Seeded {
@@ -64,27 +58,14 @@ pub const ACTIONS: &[&str] = &[
 
 const AGENTS: usize = 200;
 const PEOPLE: usize = 500;
-const ROWS_PER_INSERT: usize = 128;
 const ROWS_PER_TRANSACTION: usize = 50_000;
 const HISTORY: Duration = Duration::from_secs(90 * 24 * 3600);
-
-struct Row {
-    seq: i64,
-    ts: String,
-    actor: String,
-    request_id: String,
-    action: String,
-    kind: String,
-    data: String,
-    prev_hash: String,
-    hash: String,
-}
 
 /// The chain as it is being written.
 struct Chain {
     seq: i64,
     head: String,
-    rows: Vec<Row>,
+    rows: Vec<StoredEvent>,
 }
 
 impl Chain {
@@ -104,7 +85,7 @@ impl Chain {
         let hash = event_hash(&self.head, seq, ts, actor, request_id, action, kind, &data);
         let prev_hash = std::mem::replace(&mut self.head, hash.clone());
         self.seq = seq;
-        self.rows.push(Row {
+        self.rows.push(StoredEvent {
             seq,
             ts: ts.to_string(),
             actor: actor.to_string(),
@@ -252,73 +233,12 @@ fn story(chain: &mut Chain, rng: &mut StdRng, t: DateTime<Utc>, step: i64, out: 
     }
 }
 
-async fn flush(
-    conn: &mut SqliteConnection,
-    rows: &mut Vec<Row>,
-    bulk_sql: &str,
-) -> anyhow::Result<()> {
-    let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
-    for chunk in &mut chunks {
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(bulk_sql));
-        for r in chunk {
-            q = bind(q, r);
-        }
-        q.execute(&mut *conn).await?;
-    }
-    for r in chunks.remainder() {
-        let q = sqlx::query(
-            "INSERT INTO audit_events (seq, ts, actor, request_id, action, kind, data, prev_hash, hash) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        );
-        bind(q, r).execute(&mut *conn).await?;
-    }
-    rows.clear();
-    Ok(())
-}
-
-type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
-
-fn bind<'q>(q: Query<'q>, r: &'q Row) -> Query<'q> {
-    q.bind(r.seq)
-        .bind(&r.ts)
-        .bind(&r.actor)
-        .bind(&r.request_id)
-        .bind(&r.action)
-        .bind(&r.kind)
-        .bind(&r.data)
-        .bind(&r.prev_hash)
-        .bind(&r.hash)
-}
-
 /// Writes `events` events into a fresh database at `db`, signed with the
 /// key at `key_path` (created if missing, where the service will look).
 pub async fn seed(db: &Path, key_path: &Path, events: u64) -> anyhow::Result<Seeded> {
     let started = Instant::now();
-    let db_str = db.to_str().context("the database path is UTF-8")?;
-    countersign::store::migrate(db_str).await?;
+    let mut import = TrailImport::open(db).await?;
     let signer = Signer::load_or_create(key_path)?;
-    let opts = SqliteConnectOptions::new()
-        .filename(db)
-        .journal_mode(SqliteJournalMode::Off)
-        .synchronous(SqliteSynchronous::Off)
-        .pragma("cache_size", "-262144")
-        .pragma("temp_store", "memory");
-    let mut conn = SqliteConnection::connect_with(&opts).await?;
-    let indexes: Vec<(String, String)> = sqlx::query_as(
-        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_events' AND sql IS NOT NULL",
-    )
-    .fetch_all(&mut conn)
-    .await?;
-    for (name, _) in &indexes {
-        conn.execute(sqlx::AssertSqlSafe(format!("DROP INDEX {name}")))
-            .await?;
-    }
-
-    let row_values = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
-    let bulk_sql = format!(
-        "INSERT INTO audit_events (seq, ts, actor, request_id, action, kind, data, prev_hash, hash) VALUES {}",
-        vec![row_values; ROWS_PER_INSERT].join(", ")
-    );
     let mut out = Seeded {
         events: 0,
         request_ids: vec![],
@@ -336,35 +256,16 @@ pub async fn seed(db: &Path, key_path: &Path, events: u64) -> anyhow::Result<See
     let now = clock::now();
     let t0 = now - chrono::Duration::from_std(HISTORY)? - chrono::Duration::minutes(1);
     let step = (HISTORY.as_millis() as i64 / events.max(1) as i64).max(2);
-    conn.execute("BEGIN").await?;
     while (chain.seq as u64) < events {
         let t = t0 + chrono::Duration::milliseconds(chain.seq * step);
         story(&mut chain, &mut rng, t, step, &mut out);
         if chain.rows.len() >= ROWS_PER_TRANSACTION {
-            flush(&mut conn, &mut chain.rows, &bulk_sql).await?;
-            conn.execute("COMMIT; BEGIN").await?;
+            import.append(&chain.rows).await?;
+            chain.rows.clear();
         }
     }
-    flush(&mut conn, &mut chain.rows, &bulk_sql).await?;
-    sqlx::query(
-        "INSERT INTO audit_signatures (seq, hash, signature, public_key) VALUES (?, ?, ?, ?)",
-    )
-    .bind(chain.seq)
-    .bind(&chain.head)
-    .bind(signer.sign(&chain.head))
-    .bind(signer.public_hex())
-    .execute(&mut conn)
-    .await?;
-    conn.execute("COMMIT").await?;
-    for (_, sql) in &indexes {
-        conn.execute(sqlx::AssertSqlSafe(sql.clone())).await?;
-    }
-    // Back to the service's durability mode, and the file on disk.
-    conn.execute("PRAGMA journal_mode = WAL").await?;
-    conn.close().await?;
-    // The tables the trail implies, so `audit verify` (which checks them
-    // against the events) accepts the seeded database.
-    countersign::store::trail::materialize_from_trail(db_str)?;
+    import.append(&chain.rows).await?;
+    import.finish(&signer, chain.seq, &chain.head).await?;
     out.events = chain.seq as u64;
     out.seconds = started.elapsed().as_secs_f64();
     out.bytes = std::fs::metadata(db)?.len();

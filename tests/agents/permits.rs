@@ -233,11 +233,18 @@ async fn a_permit_fails_against_a_key_from_elsewhere() {
 
 #[tokio::test]
 async fn an_expired_permit_fails_verification_and_is_no_longer_served() {
-    let app = spawn_with(|s| s.permit_ttl = std::time::Duration::from_secs(1)).await;
+    // Long enough to fetch the permit on a loaded machine, short enough to
+    // wait out; the wait polls instead of guessing how long expiry takes.
+    let app = spawn_with(|s| s.permit_ttl = std::time::Duration::from_secs(5)).await;
     let (a, token) = approved(&app).await;
-    // Past `exp`, whole seconds: the permit lived one second.
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let out = verify(&app, &token, &[]).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let out = loop {
+        let out = verify(&app, &token, &[]).await;
+        if out.status.code() != Some(0) || std::time::Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("expir"), "{}", stderr(&out));
     let agent = app.agent().await;

@@ -605,10 +605,10 @@ fn verify_stretch(db: &str, key: VerifyingKey, lo: Option<i64>, hi: i64) -> AppR
 /// A table row that disagrees with the events it was derived from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Mismatch {
-    /// `request`, `facet`, `key` or `identity`.
+    /// `request`, `permit`, `facet`, `key` or `identity`.
     pub subject: &'static str,
-    /// The request id, `kind:VALUE` / `action:VALUE` for a facet, the key
-    /// id, or the external chat account.
+    /// The request id (a permit's `jti` is its request's id), `kind:VALUE` /
+    /// `action:VALUE` for a facet, the key id, or the external chat account.
     pub id: String,
     /// The fields that differ (`status`, `decisions`, …), or `missing` /
     /// `extra` for a row the events call for or do not.
@@ -629,9 +629,10 @@ impl Verification {
     }
 }
 
-/// [`verify`], plus the derived tables checked against the events, on a
-/// third thread beside the two chain halves (one read transaction, so a
-/// live service's commits cannot look like disagreement).
+/// [`verify`], plus the derived tables checked against the events, at the
+/// same time as the two chain halves: the requests in one id range per core
+/// and the small tables on one more thread, each on one read transaction,
+/// so a live service's commits cannot look like disagreement.
 pub async fn verify_all(db: &str, key: VerifyingKey) -> AppResult<Verification> {
     let db = db.to_string();
     tokio::task::spawn_blocking(move || {
@@ -651,22 +652,6 @@ pub async fn verify_all(db: &str, key: VerifyingKey) -> AppResult<Verification> 
     .map_err(|e| anyhow::anyhow!("verify task failed: {e}"))?
 }
 
-/// Event kinds that change a request's state; the others (deliveries,
-/// blocked decisions) are skipped without parsing their data.
-fn shapes_request(kind: &str) -> bool {
-    matches!(
-        kind,
-        "request.created"
-            | "policy.evaluated"
-            | "decision.approve"
-            | "decision.deny"
-            | "request.approved"
-            | "request.denied"
-            | "request.cancelled"
-            | "request.expired"
-    )
-}
-
 struct OwnedEvent {
     kind: String,
     ts: String,
@@ -675,14 +660,72 @@ struct OwnedEvent {
 }
 
 fn verify_state_blocking(db: &str) -> AppResult<Vec<Mismatch>> {
-    let mut conn = open_read(db)?;
-    let tx = conn.transaction().map_err(bulk_error)?;
-    let mut out = Vec::new();
-    requests_against_events(&tx, &mut out).map_err(bulk_error)?;
-    facets_against_events(&tx, &mut out).map_err(bulk_error)?;
-    keys_against_events(&tx, &mut out).map_err(bulk_error)?;
-    identities_against_events(&tx, &mut out).map_err(bulk_error)?;
-    Ok(out)
+    let splits = request_splits(db)?;
+    let ranges: Vec<(Option<&str>, Option<&str>)> = std::iter::once(None)
+        .chain(splits.iter().map(|s| Some(s.as_str())))
+        .zip(splits.iter().map(|s| Some(s.as_str())).chain([None]))
+        .collect();
+    let panicked = || Err(anyhow::anyhow!("a verify thread panicked").into());
+    std::thread::scope(|scope| {
+        let others = scope.spawn(|| -> AppResult<Vec<Mismatch>> {
+            let mut conn = open_read(db)?;
+            let tx = conn.transaction().map_err(bulk_error)?;
+            let mut out = Vec::new();
+            facets_against_events(&tx, &mut out).map_err(bulk_error)?;
+            keys_against_events(&tx, &mut out).map_err(bulk_error)?;
+            identities_against_events(&tx, &mut out).map_err(bulk_error)?;
+            Ok(out)
+        });
+        let parts: Vec<_> = ranges
+            .iter()
+            .map(|&(lo, hi)| {
+                scope.spawn(move || -> AppResult<Vec<Mismatch>> {
+                    let mut conn = open_read(db)?;
+                    let tx = conn.transaction().map_err(bulk_error)?;
+                    let mut out = Vec::new();
+                    requests_against_events(&tx, lo, hi, &mut out).map_err(bulk_error)?;
+                    Ok(out)
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for part in parts {
+            out.extend(part.join().unwrap_or_else(|_| panicked())?);
+        }
+        out.extend(others.join().unwrap_or_else(|_| panicked())?);
+        Ok(out)
+    })
+}
+
+/// Below this many requests, one thread replays them all.
+const REPLAY_SPLIT_AT: i64 = 5_000;
+
+/// Request ids that cut the requests into about equal ranges, one per core.
+/// Each range is replayed on its own thread and read transaction: a
+/// request's row, decisions, events and redemption all lie in one range,
+/// so each is compared within one snapshot.
+fn request_splits(db: &str) -> AppResult<Vec<String>> {
+    let conn = open_read(db)?;
+    let count: i64 = conn
+        .query_row("SELECT COUNT(*) FROM approval_requests", [], |r| r.get(0))
+        .map_err(bulk_error)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+    if count < REPLAY_SPLIT_AT || threads < 2 {
+        return Ok(vec![]);
+    }
+    let mut stmt = conn
+        .prepare("SELECT id FROM approval_requests ORDER BY id LIMIT 1 OFFSET ?")
+        .map_err(bulk_error)?;
+    let mut splits: Vec<String> = Vec::new();
+    for i in 1..threads {
+        let id: String = stmt
+            .query_row([count * i / threads], |r| r.get(0))
+            .map_err(bulk_error)?;
+        if splits.last().is_none_or(|last| *last < id) {
+            splits.push(id);
+        }
+    }
+    Ok(splits)
 }
 
 /// Turns a row into `(group key, item)`, or skips it (`None`).
@@ -728,89 +771,499 @@ impl<'s, T> Groups<'s, T> {
     }
 }
 
-/// Replays every request from its events and compares it with its row and
-/// decisions: a merge of three streams sorted by request id (the primary
-/// key, `decisions_request` and `audit_events_request`), constant memory.
-fn requests_against_events(
-    tx: &rusqlite::Transaction<'_>,
-    out: &mut Vec<Mismatch>,
-) -> rusqlite::Result<()> {
-    use super::requests::{self, DecisionView, RequestRow};
-    let mut req_stmt = tx.prepare(&format!("{} ORDER BY id", requests::SELECT))?;
-    let mut dec_stmt = tx.prepare(
-        "SELECT request_id, principal, verdict, comment, channel, created_at FROM decisions \
-         ORDER BY request_id, id",
-    )?;
-    let mut ev_stmt = tx.prepare(
-        "SELECT request_id, kind, ts, actor, data FROM audit_events \
-         WHERE request_id > '' ORDER BY request_id, seq",
-    )?;
-    let mut reqs: Groups<'_, RequestRow> = Groups::new(req_stmt.query([])?, |r| {
-        let row = requests::row_from_rusqlite(r)?;
-        Ok(Some((row.id().to_string(), row)))
-    });
-    let mut decs: Groups<'_, DecisionView> = Groups::new(dec_stmt.query([])?, |r| {
-        Ok(Some((
-            r.get(0)?,
-            DecisionView {
-                principal: r.get(1)?,
-                verdict: r.get(2)?,
-                comment: r.get(3)?,
-                channel: r.get(4)?,
-                at: r.get(5)?,
-            },
-        )))
-    });
-    let mut evs: Groups<'_, OwnedEvent> = Groups::new(ev_stmt.query([])?, |r| {
-        let kind = r.get_ref(1)?.as_str().unwrap_or_default();
-        if !shapes_request(kind) {
+/// One cell of a copied row, as SQLite typed it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cell<'a> {
+    Null,
+    Text(&'a str),
+    Int(i64),
+    /// A real, a blob or text that is not UTF-8: never what a column holds.
+    Other,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Null,
+    Text(usize, usize),
+    Int(i64),
+    Other,
+}
+
+/// Rows copied out of a statement, `width` cells each, their text end to
+/// end in one buffer that is reused: a whole-trail replay allocates per
+/// group at most, not per cell.
+struct Rowset {
+    width: usize,
+    text: String,
+    slots: Vec<Slot>,
+}
+
+impl Rowset {
+    fn new(width: usize) -> Self {
+        Self {
+            width,
+            text: String::new(),
+            slots: Vec::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.slots.len() / self.width
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.slots.clear();
+    }
+
+    fn cell(&self, row: usize, col: usize) -> Cell<'_> {
+        match self.slots[row * self.width + col] {
+            Slot::Null => Cell::Null,
+            Slot::Text(a, b) => Cell::Text(&self.text[a..b]),
+            Slot::Int(n) => Cell::Int(n),
+            Slot::Other => Cell::Other,
+        }
+    }
+
+    fn push_text(&mut self, s: &str) -> Slot {
+        let start = self.text.len();
+        self.text.push_str(s);
+        Slot::Text(start, self.text.len())
+    }
+
+    fn push_row(&mut self, row: &rusqlite::Row<'_>) -> rusqlite::Result<()> {
+        use rusqlite::types::ValueRef;
+        for i in 0..self.width {
+            let slot = match row.get_ref(i)? {
+                ValueRef::Null => Slot::Null,
+                ValueRef::Integer(n) => Slot::Int(n),
+                ValueRef::Text(t) => match std::str::from_utf8(t) {
+                    Ok(s) => self.push_text(s),
+                    Err(_) => Slot::Other,
+                },
+                ValueRef::Real(_) | ValueRef::Blob(_) => Slot::Other,
+            };
+            self.slots.push(slot);
+        }
+        Ok(())
+    }
+
+    /// Appends row `row` of `other`.
+    fn push_from(&mut self, other: &Rowset, row: usize) {
+        for col in 0..self.width {
+            let slot = match other.cell(row, col) {
+                Cell::Null => Slot::Null,
+                Cell::Text(s) => self.push_text(s),
+                Cell::Int(n) => Slot::Int(n),
+                Cell::Other => Slot::Other,
+            };
+            self.slots.push(slot);
+        }
+    }
+}
+
+/// A statement's rows, sorted by their first column (a text key), handed
+/// out a group of equal keys at a time.
+struct Stream<'s> {
+    rows: rusqlite::Rows<'s>,
+    ahead: Rowset,
+    group: Rowset,
+    done: bool,
+}
+
+impl<'s> Stream<'s> {
+    fn new(rows: rusqlite::Rows<'s>, width: usize) -> Self {
+        Self {
+            rows,
+            ahead: Rowset::new(width),
+            group: Rowset::new(width),
+            done: false,
+        }
+    }
+
+    /// The next row's key.
+    fn key(&mut self) -> rusqlite::Result<Option<&str>> {
+        if self.ahead.len() == 0 && !self.done {
+            match self.rows.next()? {
+                Some(row) => self.ahead.push_row(row)?,
+                None => self.done = true,
+            }
+        }
+        if self.ahead.len() == 0 {
             return Ok(None);
         }
-        let data = r.get_ref(4)?.as_str().unwrap_or_default();
-        Ok(Some((
-            r.get(0)?,
-            OwnedEvent {
-                kind: kind.to_string(),
-                ts: r.get(2)?,
-                actor: r.get(3)?,
-                data: serde_json::from_str(data).unwrap_or(serde_json::Value::Null),
-            },
-        )))
-    });
-    loop {
-        let key = [reqs.peek()?, decs.peek()?, evs.peek()?]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(str::to_string);
-        let Some(key) = key else { break };
-        let row = reqs.take(&key)?.pop();
-        let decisions = decs.take(&key)?;
-        let events = evs.take(&key)?;
-        let fields = match &row {
-            None => vec!["missing".to_string()],
-            Some(row) => {
-                let refs: Vec<crate::domain::replay::EventRef<'_>> = events
-                    .iter()
-                    .map(|e| crate::domain::replay::EventRef {
-                        kind: &e.kind,
-                        ts: &e.ts,
-                        actor: &e.actor,
-                        data: &e.data,
-                    })
-                    .collect();
-                requests::state_differences(row, &decisions, &refs)
+        match self.ahead.cell(0, 0) {
+            Cell::Text(k) => Ok(Some(k)),
+            _ => Err(rusqlite::Error::InvalidColumnType(
+                0,
+                "id".into(),
+                rusqlite::types::Type::Null,
+            )),
+        }
+    }
+
+    /// Reads the rows with key `key` into `group` (none if the next key is another).
+    fn take(&mut self, key: &str) -> rusqlite::Result<()> {
+        self.group.clear();
+        while self.key()? == Some(key) {
+            self.group.push_from(&self.ahead, 0);
+            self.ahead.clear();
+        }
+        Ok(())
+    }
+}
+
+/// `AND column >= lo AND column < hi`, for the bounds given.
+fn range_sql(column: &str, lo: Option<&str>, hi: Option<&str>) -> String {
+    let mut sql = String::new();
+    if lo.is_some() {
+        sql.push_str(&format!(" AND {column} >= :lo"));
+    }
+    if hi.is_some() {
+        sql.push_str(&format!(" AND {column} < :hi"));
+    }
+    sql
+}
+
+/// Replays every request with an id in `lo..hi` from its events and
+/// compares it with its row, its decisions and its permit's redemption: a
+/// merge of four streams sorted by request id (the primary key,
+/// `decisions_request`, `audit_events_request` and the redemptions' primary
+/// key), in constant memory.
+///
+/// Each request is first compared through [`RawData`](crate::domain::replay::RawData):
+/// the fold reads only the fields it needs, as borrowed JSON text, and
+/// compares them with the row's cells byte for byte. Only when that finds
+/// a difference, or cannot tell (escapes, unexpected types, bad data), is
+/// the request read again and compared field by field the way every load
+/// is ([`requests::state_differences`](super::requests::state_differences)),
+/// which names the fields: so the fast reading can only ever send a
+/// request to the exact check, never pass one the exact check would fail.
+fn requests_against_events(
+    tx: &rusqlite::Transaction<'_>,
+    lo: Option<&str>,
+    hi: Option<&str>,
+    out: &mut Vec<Mismatch>,
+) -> rusqlite::Result<()> {
+    use super::requests;
+    let query = |stmt: &'_ mut rusqlite::Statement<'_>| -> rusqlite::Result<()> {
+        for (name, v) in [(":lo", lo), (":hi", hi)] {
+            if let (Some(v), Some(i)) = (v, stmt.parameter_index(name)?) {
+                stmt.raw_bind_parameter(i, v)?;
             }
-        };
-        if !fields.is_empty() {
-            out.push(Mismatch {
-                subject: "request",
-                id: key,
-                fields,
-            });
+        }
+        Ok(())
+    };
+    let mut req_stmt = tx.prepare(&format!(
+        "{} WHERE 1 = 1{} ORDER BY id",
+        requests::SELECT,
+        range_sql("id", lo, hi)
+    ))?;
+    let mut dec_stmt = tx.prepare(&format!(
+        "SELECT request_id, principal, verdict, comment, channel, created_at FROM decisions \
+         WHERE 1 = 1{} ORDER BY request_id, id",
+        range_sql("request_id", lo, hi)
+    ))?;
+    let mut ev_stmt = tx.prepare(&format!(
+        "SELECT request_id, kind, ts, actor, data FROM audit_events \
+         WHERE request_id > ''{} ORDER BY request_id, seq",
+        range_sql("request_id", lo, hi)
+    ))?;
+    let mut permit_stmt = tx.prepare(&format!(
+        "SELECT jti, redeemed_by, key_id, redeemed_at FROM permit_redemptions \
+         WHERE 1 = 1{} ORDER BY jti",
+        range_sql("jti", lo, hi)
+    ))?;
+    for stmt in [&mut req_stmt, &mut dec_stmt, &mut ev_stmt, &mut permit_stmt] {
+        query(stmt)?;
+    }
+    let mut reqs = Stream::new(req_stmt.raw_query(), REQUEST_COLUMNS);
+    let mut decs = Stream::new(dec_stmt.raw_query(), 6);
+    let mut evs = Stream::new(ev_stmt.raw_query(), 5);
+    let mut permits = Stream::new(permit_stmt.raw_query(), 4);
+    let mut key = String::new();
+    loop {
+        key.clear();
+        let mut found = false;
+        for s in [&mut reqs, &mut decs, &mut evs, &mut permits] {
+            if let Some(k) = s.key()?
+                && (!found || k < key.as_str())
+            {
+                key.clear();
+                key.push_str(k);
+                found = true;
+            }
+        }
+        if !found {
+            break;
+        }
+        for s in [&mut reqs, &mut decs, &mut evs, &mut permits] {
+            s.take(&key)?;
+        }
+        let (row, decisions, events) = (&reqs.group, &decs.group, &evs.group);
+        if row.len() + decisions.len() + events.len() > 0 {
+            let fields = if row.len() == 0 {
+                vec!["missing".to_string()]
+            } else if request_agrees(row, decisions, events) {
+                vec![]
+            } else {
+                request_differences(tx, &key)?
+            };
+            if !fields.is_empty() {
+                out.push(Mismatch {
+                    subject: "request",
+                    id: key.clone(),
+                    fields,
+                });
+            }
+        }
+        let redeemed = (0..events.len()).any(|i| events.cell(i, 1) == Cell::Text(REDEEMED));
+        if permits.group.len() > 0 || redeemed {
+            let fields = redemption_differences(&key, &permits.group, events);
+            if !fields.is_empty() {
+                out.push(Mismatch {
+                    subject: "permit",
+                    id: key.clone(),
+                    fields,
+                });
+            }
         }
     }
     Ok(())
+}
+
+/// The columns of [`requests::SELECT`](super::requests::SELECT).
+const REQUEST_COLUMNS: usize = 27;
+
+/// Whether a request's row and decisions certainly hold what its events
+/// replay to. Columns in [`requests::SELECT`](super::requests::SELECT)
+/// order; each compared as the per-load check's stored state reads it (a
+/// text column as a JSON string, `details` and `approvers` as JSON text,
+/// `required_approvals` as a number). `false` when in any doubt.
+fn request_agrees(row: &Rowset, decisions: &Rowset, events: &Rowset) -> bool {
+    use crate::domain::replay::{self, Event, Raw, RawData};
+    let mut parsed = Vec::with_capacity(events.len());
+    for i in 0..events.len() {
+        let (Cell::Text(kind), Cell::Text(ts), Cell::Text(actor), Cell::Text(data)) = (
+            events.cell(i, 1),
+            events.cell(i, 2),
+            events.cell(i, 3),
+            events.cell(i, 4),
+        ) else {
+            return false;
+        };
+        if !replay::shapes_request(kind) {
+            continue;
+        }
+        let Ok(data) = RawData::parse(data) else {
+            return false;
+        };
+        parsed.push(Event {
+            kind,
+            ts,
+            actor,
+            data,
+        });
+    }
+    let Ok(s) = replay::fold(parsed) else {
+        return false;
+    };
+    let str_at = |f: &Raw<'_>, cell: Cell<'_>| match cell {
+        Cell::Null => f.is_null(),
+        Cell::Text(t) => f.is_str(t),
+        _ => false,
+    };
+    let json_at = |f: &Raw<'_>, cell: Cell<'_>| matches!(cell, Cell::Text(t) if f.is_json(t));
+    let col = |i: usize| row.cell(0, i);
+    // `request.created`'s fields, in `replay::CREATED` order.
+    const CREATED_COLUMNS: [usize; 13] = [1, 2, 3, 4, 5, 6, 7, 10, 8, 9, 19, 22, 20];
+    const DETAILS: usize = 4;
+    let created = s
+        .created
+        .iter()
+        .zip(CREATED_COLUMNS)
+        .enumerate()
+        .all(|(i, (f, c))| {
+            if i == DETAILS {
+                json_at(f, col(c))
+            } else {
+                str_at(f, col(c))
+            }
+        });
+    let [rule, version, quorum, approvers, on_expiry] = &s.evaluated;
+    let evaluated = str_at(rule, col(12))
+        && str_at(version, col(13))
+        && matches!(col(14), Cell::Int(n) if quorum.is_json(&n.to_string()))
+        && json_at(approvers, col(15))
+        && str_at(on_expiry, col(16));
+    let outcome = str_at(&s.created_at, col(21))
+        && str_at(&s.status, col(11))
+        && str_at(&s.decided_at, col(23))
+        && str_at(&s.decided_by, col(24))
+        && str_at(&s.reason, col(25));
+    let decided = s.decisions.len() == decisions.len()
+        && s.decisions.iter().enumerate().all(|(i, d)| {
+            str_at(&d.principal, decisions.cell(i, 1))
+                && str_at(&d.verdict, decisions.cell(i, 2))
+                && str_at(&d.comment, decisions.cell(i, 3))
+                && str_at(&d.channel, decisions.cell(i, 4))
+                && str_at(&d.at, decisions.cell(i, 5))
+        });
+    created && evaluated && outcome && decided
+}
+
+/// The exact comparison of one request, as every load makes it: the row,
+/// decisions and events read again by id (same transaction), parsed, and
+/// each differing field named.
+fn request_differences(tx: &rusqlite::Transaction<'_>, id: &str) -> rusqlite::Result<Vec<String>> {
+    use super::requests::{self, DecisionView};
+    use rusqlite::OptionalExtension;
+    let row = tx
+        .prepare_cached(&format!("{} WHERE id = ?", requests::SELECT))?
+        .query_row([id], requests::row_from_rusqlite)
+        .optional()?;
+    let Some(row) = row else {
+        return Ok(vec!["missing".into()]);
+    };
+    let decisions: Vec<DecisionView> = tx
+        .prepare_cached(
+            "SELECT principal, verdict, comment, channel, created_at FROM decisions \
+             WHERE request_id = ? ORDER BY id",
+        )?
+        .query_map([id], |r| {
+            Ok(DecisionView {
+                principal: r.get(0)?,
+                verdict: r.get(1)?,
+                comment: r.get(2)?,
+                channel: r.get(3)?,
+                at: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let events = owned_events(tx, id)?;
+    Ok(requests::state_differences(
+        &row,
+        &decisions,
+        &event_refs(&events),
+    ))
+}
+
+/// A request's events that shape it, oldest first, with their data parsed.
+fn owned_events(tx: &rusqlite::Transaction<'_>, id: &str) -> rusqlite::Result<Vec<OwnedEvent>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT kind, ts, actor, data FROM audit_events WHERE request_id = ? ORDER BY seq",
+    )?;
+    let mut rows = stmt.query([id])?;
+    let mut events = Vec::new();
+    while let Some(r) = rows.next()? {
+        let kind = r.get_ref(0)?.as_str().unwrap_or_default();
+        if !crate::domain::replay::shapes_request(kind) {
+            continue;
+        }
+        let data = r.get_ref(3)?.as_str().unwrap_or_default();
+        events.push(OwnedEvent {
+            kind: kind.to_string(),
+            ts: r.get(1)?,
+            actor: r.get(2)?,
+            data: serde_json::from_str(data).unwrap_or(serde_json::Value::Null),
+        });
+    }
+    Ok(events)
+}
+
+fn event_refs(events: &[OwnedEvent]) -> Vec<crate::domain::replay::EventRef<'_>> {
+    events
+        .iter()
+        .map(|e| crate::domain::replay::EventRef {
+            kind: &e.kind,
+            ts: &e.ts,
+            actor: &e.actor,
+            data: &e.data,
+        })
+        .collect()
+}
+
+const REDEEMED: &str = "permit.redeemed";
+
+/// A permit's `permit_redemptions` row (at most one: `jti` is its key)
+/// against the request's events: exactly one `permit.redeemed` event per
+/// row and no event without one, redeemer (`redeemed_by`: the event's
+/// actor and `by`), key (`key_id`) and time (`redeemed_at`: the event's
+/// time and `redeemed_at`) agreeing, the event naming this permit (`jti`),
+/// a `permit.issued` event before it (`issued`), and the request approved
+/// by its events (`status`).
+fn redemption_differences(id: &str, rows: &Rowset, events: &Rowset) -> Vec<String> {
+    use serde_json::Value;
+    let mut issued = false;
+    let mut status_approved = false;
+    let mut shaping: Vec<OwnedEvent> = Vec::new();
+    let mut redeemed: Vec<(Option<&str>, Option<&str>, Value, bool)> = Vec::new();
+    for i in 0..events.len() {
+        let text = |c: usize| match events.cell(i, c) {
+            Cell::Text(t) => Some(t),
+            _ => None,
+        };
+        let kind = text(1).unwrap_or_default();
+        let data = || -> Value {
+            text(4)
+                .and_then(|d| serde_json::from_str(d).ok())
+                .unwrap_or(Value::Null)
+        };
+        match kind {
+            "permit.issued" => issued = true,
+            REDEEMED => redeemed.push((text(2), text(3), data(), issued)),
+            k if crate::domain::replay::shapes_request(k) => shaping.push(OwnedEvent {
+                kind: k.to_string(),
+                ts: text(2).unwrap_or_default().to_string(),
+                actor: text(3).unwrap_or_default().to_string(),
+                data: data(),
+            }),
+            _ => {}
+        }
+    }
+    if let Ok(s) = crate::domain::replay::replay(&event_refs(&shaping)) {
+        status_approved = s.get("status") == Some(&Value::from("approved"));
+    }
+    let mut fields: Vec<String> = Vec::new();
+    match (rows.len(), redeemed.as_slice()) {
+        (0, _) => fields.push("missing".into()),
+        (_, []) => fields.push("extra".into()),
+        (_, [(ts, actor, data, _)]) => {
+            let cell = |c: usize| match rows.cell(0, c) {
+                Cell::Text(t) => Some(t),
+                _ => None,
+            };
+            let by = cell(1);
+            if by.is_none() || by != *actor || by != data["by"].as_str() {
+                fields.push("redeemed_by".into());
+            }
+            if cell(2).is_none() || cell(2) != data["key_id"].as_str() {
+                fields.push("key_id".into());
+            }
+            let at = cell(3);
+            if at.is_none() || at != *ts || at != data["redeemed_at"].as_str() {
+                fields.push("redeemed_at".into());
+            }
+        }
+        _ => fields.push("redeemed twice".into()),
+    }
+    if redeemed
+        .iter()
+        .any(|(_, _, data, _)| data["jti"].as_str() != Some(id))
+    {
+        fields.push("jti".into());
+    }
+    if !issued
+        || redeemed
+            .iter()
+            .any(|(_, _, _, issued_before)| !issued_before)
+    {
+        fields.push("issued".into());
+    }
+    if !status_approved {
+        fields.push("status".into());
+    }
+    fields
 }
 
 /// The distinct values of an indexed column, one index probe each.
@@ -1106,7 +1559,7 @@ pub fn materialize_from_trail(db: &str) -> AppResult<u64> {
         let mut evs: Groups<'_, OwnedEvent> =
             Groups::new(ev_stmt.query([]).map_err(bulk_error)?, |r| {
                 let kind = r.get_ref(1)?.as_str().unwrap_or_default();
-                if !shapes_request(kind) {
+                if !crate::domain::replay::shapes_request(kind) {
                     return Ok(None);
                 }
                 let data = r.get_ref(4)?.as_str().unwrap_or_default();

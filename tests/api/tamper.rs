@@ -334,3 +334,82 @@ async fn a_key_row_edited_behind_the_service_is_named_by_verify_and_the_api() {
     assert_eq!(api["ok"], false);
     assert_eq!(api["mismatches"][0]["subject"], "key", "{api}");
 }
+
+/// The `permit` finding `audit verify` reports for `id`, with its fields.
+fn permit_fields(v: &Value, id: &str) -> Vec<String> {
+    v["mismatches"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no mismatches in {v}"))
+        .iter()
+        .find(|m| m["subject"] == "permit" && m["id"] == id)
+        .unwrap_or_else(|| panic!("permit {id} not named in {v}"))["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn redemptions_edited_or_forged_behind_the_service_are_named_by_verify() {
+    let app = spawn_app().await;
+    let agent = app.agent().await;
+    let bob = app.human("bob@example.com").await;
+    let target = app.key("service:deployer", None, "read").await;
+    let redeemed = id_of(&app.create_default(&agent).await);
+    assert_eq!(
+        app.decide(&bob, &redeemed, "approve", None).await.status(),
+        200
+    );
+    let res = app
+        .get(&agent, &format!("/v1/approvals/{redeemed}/permit"))
+        .await;
+    assert_eq!(res.status(), 200);
+    let permit: Value = res.json().await.unwrap();
+    let res = app
+        .post_json(
+            &target,
+            &format!("/v1/permits/{redeemed}/redeem"),
+            &serde_json::json!({"permit": permit["permit"]}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let unspent = id_of(&app.create_default(&agent).await);
+    assert_eq!(
+        app.decide(&bob, &unspent, "approve", None).await.status(),
+        200
+    );
+    let pending = id_of(&app.create_default(&agent).await);
+
+    // A redemption with its event, and approved permits not yet spent, verify.
+    let out = app.cli(&["audit", "verify"]).await;
+    let v = stdout_json(&out);
+    assert_eq!(out.status.code(), Some(0), "{v}");
+
+    tamper(
+        &app.db,
+        &[
+            // Someone else, later, took the permit that was redeemed.
+            &format!(
+                "UPDATE permit_redemptions SET redeemed_by = 'service:elsewhere', \
+                 redeemed_at = '2099-01-01T00:00:00.000Z' WHERE jti = '{redeemed}'"
+            ),
+            // Rows that spend permits no event redeemed: one approved, one
+            // for a request that was never approved nor issued a permit.
+            &format!(
+                "INSERT INTO permit_redemptions (jti, redeemed_by, key_id, redeemed_at) \
+                 VALUES ('{unspent}', 'service:deployer', 'k', '2026-01-01T00:00:00.000Z'), \
+                 ('{pending}', 'service:deployer', 'k', '2026-01-01T00:00:00.000Z')"
+            ),
+        ],
+    )
+    .await;
+
+    let out = app.cli(&["audit", "verify"]).await;
+    let v = stdout_json(&out);
+    assert_eq!(out.status.code(), Some(3), "{v}");
+    assert_eq!(v["ok"], false);
+    assert_eq!(permit_fields(&v, &redeemed), ["redeemed_by", "redeemed_at"]);
+    assert_eq!(permit_fields(&v, &unspent), ["extra"]);
+    assert_eq!(permit_fields(&v, &pending), ["extra", "issued", "status"]);
+}

@@ -12,6 +12,7 @@
 //! Reads use a separate pool; WAL mode lets them run beside the writer.
 
 pub mod audit;
+pub mod checkpoint_sinks;
 pub mod checkpoints;
 pub mod identities;
 pub mod keys;

@@ -70,6 +70,28 @@ pub struct NetworkSettings {
     pub rate_burst: u32,
 }
 
+/// Where signed chain heads go besides the file (src/checkpoint_sinks.rs):
+/// each through the outbox, at most once per `interval` and only when the
+/// head moved.
+#[derive(Debug, Clone)]
+pub struct CheckpointSinkSettings {
+    /// A URL that gets each published head as a signed webhook; judged at
+    /// start like a callback URL (`COUNTERSIGN_WEBHOOK_ALLOWED_HOSTS`).
+    pub webhook: Option<String>,
+    /// A Slack channel id that gets a short message per published head.
+    pub slack_channel: Option<String>,
+    /// A Teams conversation id that gets a short message per published head.
+    pub teams_conversation: Option<String>,
+    /// How often the newest head is published, at most.
+    pub interval: Duration,
+}
+
+impl CheckpointSinkSettings {
+    pub fn any(&self) -> bool {
+        self.webhook.is_some() || self.slack_channel.is_some() || self.teams_conversation.is_some()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SlackSettings {
     pub bot_token: Option<Secret>,
@@ -125,6 +147,7 @@ pub struct Settings {
     /// A file (on another volume) that gets one JSON line per signed chain
     /// head, so a cut tail is detectable (`audit verify --checkpoints`).
     pub audit_checkpoints: Option<PathBuf>,
+    pub checkpoint_sinks: CheckpointSinkSettings,
     pub webhook_secret: Option<Secret>,
     /// Where agents' callback URLs may point (src/net/egress.rs).
     pub webhook_destinations: crate::net::egress::Destinations,
@@ -160,6 +183,12 @@ impl Default for Settings {
             signing_key: PathBuf::new(),
             signing_key_pem: None,
             audit_checkpoints: None,
+            checkpoint_sinks: CheckpointSinkSettings {
+                webhook: None,
+                slack_channel: None,
+                teams_conversation: None,
+                interval: Duration::from_secs(60),
+            },
             webhook_secret: None,
             webhook_destinations: crate::net::egress::Destinations::public(),
             network: NetworkSettings {
@@ -214,6 +243,10 @@ struct FileConfig {
     policy: Option<PathBuf>,
     signing_key: Option<PathBuf>,
     audit_checkpoints: Option<PathBuf>,
+    audit_checkpoint_webhook: Option<String>,
+    audit_checkpoint_slack_channel: Option<String>,
+    audit_checkpoint_teams_conversation: Option<String>,
+    audit_checkpoint_interval: Option<String>,
     webhook_secret: Option<Secret>,
     webhook_allowed_hosts: Option<Vec<String>>,
     header_timeout: Option<String>,
@@ -329,6 +362,7 @@ impl Settings {
         if n.rate_limit > 0 && n.rate_burst == 0 {
             return Err("rate_burst must be at least 1 when rate_limit is on".into());
         }
+        s.check_checkpoint_sinks()?;
         Ok(s)
     }
 
@@ -340,6 +374,15 @@ impl Settings {
         self.policy = f.policy.or(self.policy.take());
         set(&mut self.signing_key, f.signing_key);
         self.audit_checkpoints = f.audit_checkpoints.or(self.audit_checkpoints.take());
+        let cs = &mut self.checkpoint_sinks;
+        cs.webhook = f.audit_checkpoint_webhook.or(cs.webhook.take());
+        cs.slack_channel = f.audit_checkpoint_slack_channel.or(cs.slack_channel.take());
+        cs.teams_conversation = f
+            .audit_checkpoint_teams_conversation
+            .or(cs.teams_conversation.take());
+        if let Some(v) = f.audit_checkpoint_interval {
+            cs.interval = dur("audit_checkpoint_interval", &v)?;
+        }
         self.webhook_secret = f.webhook_secret.or(self.webhook_secret.take());
         if let Some(list) = f.webhook_allowed_hosts {
             self.webhook_destinations =
@@ -413,6 +456,19 @@ impl Settings {
         }
         if let Some(p) = get("COUNTERSIGN_AUDIT_CHECKPOINTS") {
             self.audit_checkpoints = Some(p.into());
+        }
+        let cs = &mut self.checkpoint_sinks;
+        set_some(&mut cs.webhook, get("COUNTERSIGN_AUDIT_CHECKPOINT_WEBHOOK"));
+        set_some(
+            &mut cs.slack_channel,
+            get("COUNTERSIGN_AUDIT_CHECKPOINT_SLACK_CHANNEL"),
+        );
+        set_some(
+            &mut cs.teams_conversation,
+            get("COUNTERSIGN_AUDIT_CHECKPOINT_TEAMS_CONVERSATION"),
+        );
+        if let Some(v) = get("COUNTERSIGN_AUDIT_CHECKPOINT_INTERVAL") {
+            cs.interval = dur("COUNTERSIGN_AUDIT_CHECKPOINT_INTERVAL", &v)?;
         }
         if let Some(v) = get("COUNTERSIGN_WEBHOOK_SECRET") {
             self.webhook_secret = Some(Secret(v));
@@ -530,9 +586,44 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// Refuses checkpoint sinks that could never deliver, so a mistake
+    /// shows at start rather than as heads that silently never leave.
+    pub fn check_checkpoint_sinks(&self) -> Result<(), String> {
+        let cs = &self.checkpoint_sinks;
+        if cs.interval.is_zero() {
+            return Err("audit_checkpoint_interval must be longer than 0s".into());
+        }
+        if let Some(url) = &cs.webhook {
+            if self.webhook_secret.is_none() {
+                return Err("COUNTERSIGN_AUDIT_CHECKPOINT_WEBHOOK needs COUNTERSIGN_WEBHOOK_SECRET to sign what it sends".into());
+            }
+            self.webhook_destinations.judge(url).map_err(|why| {
+                format!(
+                    "COUNTERSIGN_AUDIT_CHECKPOINT_WEBHOOK {} is refused: {why} (COUNTERSIGN_WEBHOOK_ALLOWED_HOSTS decides which hosts may be called)",
+                    crate::net::egress::redact(url)
+                )
+            })?;
+        }
+        if cs.slack_channel.is_some() && !self.slack.enabled() {
+            return Err("COUNTERSIGN_AUDIT_CHECKPOINT_SLACK_CHANNEL needs Slack (COUNTERSIGN_SLACK_BOT_TOKEN)".into());
+        }
+        if cs.teams_conversation.is_some() && !self.teams.enabled() {
+            return Err("COUNTERSIGN_AUDIT_CHECKPOINT_TEAMS_CONVERSATION needs Teams (COUNTERSIGN_TEAMS_APP_ID)".into());
+        }
+        Ok(())
+    }
+}
+
 fn set<T>(slot: &mut T, value: Option<T>) {
     if let Some(v) = value {
         *slot = v;
+    }
+}
+
+fn set_some<T>(slot: &mut Option<T>, value: Option<T>) {
+    if value.is_some() {
+        *slot = value;
     }
 }
 

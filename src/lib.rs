@@ -12,6 +12,7 @@
 
 pub mod agent_cli;
 pub mod channels;
+pub mod checkpoint_sinks;
 pub mod cli;
 pub mod client;
 pub mod clock;
@@ -20,6 +21,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod json;
+pub mod keyfile;
 pub mod mcp;
 pub mod net;
 pub mod outbox;

@@ -34,6 +34,7 @@ pub struct Server {
     listener: TcpListener,
     router: Router,
     outbox: Outbox,
+    checkpoints: Option<crate::checkpoint_sinks::Publisher>,
 }
 
 impl Server {
@@ -66,6 +67,7 @@ impl Server {
             );
         }
         let routers = crate::channels::install(&app, &mut outbox).await?;
+        let checkpoints = crate::checkpoint_sinks::install(&app, &mut outbox)?;
         let router = crate::http::router(app.clone(), routers);
         let listener = TcpListener::bind(settings.listen)
             .await
@@ -78,6 +80,7 @@ impl Server {
             listener,
             router,
             outbox,
+            checkpoints,
         })
     }
 
@@ -87,6 +90,9 @@ impl Server {
         let workers = CancellationToken::new();
         let outbox = tokio::spawn(self.outbox.run(workers.clone()));
         let expiry = tokio::spawn(self.app.clone().run_expiry(workers.clone()));
+        let checkpoints = self
+            .checkpoints
+            .map(|p| tokio::spawn(p.run(workers.clone())));
         tracing::info!(addr = %self.addr, db = %self.app.settings.db, policy = %self.app.policy().origin, "countersign listening");
         // Long-polls answer as soon as shutdown begins, so the connections
         // they hold can close and graceful shutdown does not wait a minute.
@@ -105,6 +111,9 @@ impl Server {
         .await;
         workers.cancel();
         let _ = tokio::join!(outbox, expiry);
+        if let Some(c) = checkpoints {
+            let _ = c.await;
+        }
         tracing::info!("countersign stopped");
         Ok(())
     }

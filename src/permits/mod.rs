@@ -22,7 +22,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey};
+use ed25519_dalek::pkcs8::{DecodePublicKey, EncodePrivateKey};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -67,25 +67,7 @@ pub struct PermitKey {
 impl PermitKey {
     /// Loads the PKCS#8 PEM at `path`, or creates it (mode 0600) at first start.
     pub fn load_or_create(path: &Path) -> anyhow::Result<Self> {
-        let key = if path.exists() {
-            let pem = std::fs::read_to_string(path).map_err(|e| {
-                anyhow::anyhow!("cannot read permit signing key {}: {e}", path.display())
-            })?;
-            SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
-                anyhow::anyhow!(
-                    "permit signing key {} is not an Ed25519 PKCS#8 PEM: {e}",
-                    path.display()
-                )
-            })?
-        } else {
-            let key = SigningKey::generate(&mut rand::rngs::OsRng);
-            let pem = key
-                .to_pkcs8_pem(LineEnding::LF)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            write_private(path, pem.as_bytes())?;
-            tracing::info!(path = %path.display(), "generated a new permit signing key");
-            key
-        };
+        let key = crate::keyfile::load_or_create(path, "permit signing key")?;
         Self::from_signing_key(&key)
     }
 
@@ -296,26 +278,6 @@ pub fn verify(
         }
     }
     Ok(c)
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
-        .map_err(|e| anyhow::anyhow!("cannot create permit signing key {}: {e}", path.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    Ok(())
 }
 
 #[cfg(test)]

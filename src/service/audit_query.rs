@@ -234,18 +234,71 @@ pub struct VerifyResult {
     /// Rows of the derived tables (requests, decisions, facets, keys,
     /// identities) that disagree with the events; `ok` is false if any.
     pub mismatches: Vec<trail::Mismatch>,
-    /// The newest signed head this service wrote to its checkpoint sink.
+    /// The newest signed head this service handed to a checkpoint sink:
+    /// written to the file, or accepted by a remote sink.
     pub checkpoint: Option<crate::store::checkpoints::Checkpoint>,
+    /// Which sink `checkpoint` went to.
+    pub checkpoint_sink: Option<CheckpointSink>,
+}
+
+/// Where a checkpoint went: the file, or the remote sink that accepted it.
+/// An enum, not a string: it packs beside `ok` and keeps [`AuditAnswer`] small.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckpointSink {
+    File,
+    Webhook,
+    Slack,
+    Teams,
+}
+
+impl CheckpointSink {
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckpointSink::File => "file",
+            CheckpointSink::Webhook => "webhook",
+            CheckpointSink::Slack => "slack",
+            CheckpointSink::Teams => "teams",
+        }
+    }
+}
+
+impl From<crate::store::checkpoint_sinks::Sink> for CheckpointSink {
+    fn from(s: crate::store::checkpoint_sinks::Sink) -> Self {
+        use crate::store::checkpoint_sinks::Sink;
+        match s {
+            Sink::Webhook => CheckpointSink::Webhook,
+            Sink::Slack => CheckpointSink::Slack,
+            Sink::Teams => CheckpointSink::Teams,
+        }
+    }
 }
 
 impl App {
+    /// The newest head handed to any sink, and the sink's name.
+    async fn newest_checkpoint(
+        &self,
+    ) -> AppResult<(
+        Option<crate::store::checkpoints::Checkpoint>,
+        Option<CheckpointSink>,
+    )> {
+        let file = self.store.checkpoints.get().and_then(|c| c.last());
+        let remote = crate::store::checkpoint_sinks::newest_delivered(&self.store).await?;
+        Ok(match (file, remote) {
+            (Some(f), Some((sink, r))) if r.seq > f.seq => (Some(r), Some(sink.into())),
+            (Some(f), _) => (Some(f), Some(CheckpointSink::File)),
+            (None, Some((sink, r))) => (Some(r), Some(sink.into())),
+            (None, None) => (None, None),
+        })
+    }
+
     /// Recomputes the chain and checks its signatures with the service's
     /// key, and checks the derived tables against the events.
     pub async fn verify_trail(&self) -> AppResult<VerifyResult> {
         let public_key = self.store.signer.public_hex().to_string();
         let v = trail::verify_all(&self.settings.db, self.store.signer.verifying_key()).await?;
         let ok = v.ok();
-        let checkpoint = self.store.checkpoints.get().and_then(|c| c.last());
+        let (checkpoint, checkpoint_sink) = self.newest_checkpoint().await?;
         Ok(match v.chain {
             Ok(r) => VerifyResult {
                 ok,
@@ -259,6 +312,7 @@ impl App {
                 public_key,
                 mismatches: v.mismatches,
                 checkpoint,
+                checkpoint_sink,
             },
             Err(b) => VerifyResult {
                 ok: false,
@@ -271,6 +325,7 @@ impl App {
                 public_key,
                 mismatches: v.mismatches,
                 checkpoint,
+                checkpoint_sink,
             },
         })
     }

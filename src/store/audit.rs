@@ -12,7 +12,7 @@
 use std::path::Path;
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -69,25 +69,7 @@ pub struct Signer {
 
 impl Signer {
     pub fn load_or_create(path: &Path) -> anyhow::Result<Self> {
-        let key = if path.exists() {
-            let pem = std::fs::read_to_string(path).map_err(|e| {
-                anyhow::anyhow!("cannot read audit signing key {}: {e}", path.display())
-            })?;
-            SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
-                anyhow::anyhow!(
-                    "audit signing key {} is not an Ed25519 PKCS#8 PEM: {e}",
-                    path.display()
-                )
-            })?
-        } else {
-            let key = SigningKey::generate(&mut rand::rngs::OsRng);
-            let pem = key
-                .to_pkcs8_pem(LineEnding::LF)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            write_private(path, pem.as_bytes())?;
-            tracing::info!(path = %path.display(), "generated a new audit signing key");
-            key
-        };
+        let key = crate::keyfile::load_or_create(path, "audit signing key")?;
         let public_hex = hex::encode(key.verifying_key().as_bytes());
         Ok(Self { key, public_hex })
     }
@@ -148,26 +130,6 @@ pub fn warn_if_key_beside_db(settings: &crate::config::Settings) {
             "the audit signing key is in the same directory as the database: anyone who can edit the database can also re-sign it; put the key on another mount (COUNTERSIGN_SIGNING_KEY)"
         );
     }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
-        .map_err(|e| anyhow::anyhow!("cannot create audit signing key {}: {e}", path.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    Ok(())
 }
 
 /// Reads a public key given as PEM (from `countersign audit public-key`) or

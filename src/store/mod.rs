@@ -42,6 +42,7 @@
 
 pub mod audit;
 pub mod chat_messages;
+pub mod checkpoint_sinks;
 pub mod checkpoints;
 pub mod identities;
 pub mod import;
@@ -289,6 +290,10 @@ fn connect_options(db: &str) -> AppResult<SqliteConnectOptions> {
 pub async fn migrate(db: &str) -> anyhow::Result<()> {
     let mut conn = SqliteConnection::connect_with(&connect_options(db)?).await?;
     sqlx::migrate!("./migrations").run(&mut conn).await?;
+    // Closed before returning, not dropped: a dropped connection closes
+    // later on SQLite's thread, and a caller that reopens the file at once
+    // (the trail import switches the journal mode) would find it locked.
+    conn.close().await?;
     Ok(())
 }
 

@@ -161,10 +161,12 @@ pub struct OutboxEntry {
     pub kind: String,
     pub lane: String,
     pub request_id: Option<String>,
+    /// What the deliverer is handed, as JSON text.
+    pub payload: String,
     pub attempts: i64,
     pub next_attempt_at: String,
     pub last_error: Option<String>,
-    /// `delivered` or `failed` once done.
+    /// `delivered`, `failed` or `superseded` once done.
     pub outcome: Option<String>,
     pub done_at: Option<String>,
 }
@@ -172,7 +174,7 @@ pub struct OutboxEntry {
 /// Every row, oldest first.
 pub async fn entries(store: &Store) -> AppResult<Vec<OutboxEntry>> {
     Ok(sqlx::query_as(
-        "SELECT id, kind, lane, request_id, attempts, next_attempt_at, last_error, outcome, done_at \
+        "SELECT id, kind, lane, request_id, payload, attempts, next_attempt_at, last_error, outcome, done_at \
          FROM outbox ORDER BY id",
     )
     .fetch_all(&store.pool)

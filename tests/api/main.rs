@@ -6,6 +6,7 @@ mod approvals;
 mod audit;
 mod bad_input;
 mod canonical;
+mod checkpoint_sinks;
 mod checkpoints;
 mod connections;
 mod contract;

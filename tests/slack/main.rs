@@ -9,6 +9,7 @@ mod fake_slack;
 mod support;
 
 mod audit_command;
+mod checkpoints;
 mod decisions;
 mod delivery;
 mod inert;

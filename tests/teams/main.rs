@@ -9,6 +9,7 @@ mod bot;
 
 mod audit;
 mod cards;
+mod checkpoints;
 mod conversations;
 mod decisions;
 mod delivery;

@@ -734,6 +734,7 @@ fn verify_view(v: &VerifyResult) -> Value {
         "more_mismatches": v.mismatches.len().saturating_sub(10),
         "checkpoint": v.checkpoint.as_ref().map(|c| json!({
             "seq": c.seq, "hash": escape(&c.hash), "ts": escape(&c.ts),
+            "sink": escape(v.checkpoint_sink.map_or("file", |s| s.name())),
         })),
     })
 }
@@ -900,6 +901,7 @@ pub mod samples {
             public_key: "cd".repeat(32),
             mismatches: vec![],
             checkpoint: None,
+            checkpoint_sink: None,
         };
         vec![
             (

@@ -655,7 +655,8 @@ fn audit_context(answer: &AuditAnswer, command: &str) -> Value {
                 .checkpoint
                 .as_ref()
                 .map_or("none written".to_string(), |c| {
-                    format!("event {} at {}, hash {}", c.seq, c.ts, c.hash)
+                    let sink = v.checkpoint_sink.map_or("file", |s| s.name());
+                    format!("event {} at {}, hash {} ({sink})", c.seq, c.ts, c.hash)
                 });
             json!({
                 "kind": "verify",
@@ -816,6 +817,7 @@ pub fn samples() -> Vec<(&'static str, Value)> {
         public_key: "c".repeat(64),
         mismatches: vec![],
         checkpoint: None,
+        checkpoint_sink: None,
     };
     let answers = vec![
         AuditAnswer::Requests {

@@ -17,6 +17,7 @@ pub mod identities;
 pub mod keys;
 pub mod outbox;
 pub mod permits;
+pub mod postgres;
 pub mod requests;
 pub mod trail;
 

@@ -49,6 +49,7 @@ pub mod import;
 pub mod keys;
 pub mod outbox;
 pub mod permits;
+pub mod postgres;
 pub mod requests;
 pub mod stats;
 pub mod teams;

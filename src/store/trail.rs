@@ -371,18 +371,57 @@ fn export_blocking(
         .prepare(&format!("{EXPORT_SQL} ORDER BY e.seq"))
         .map_err(bulk_error)?;
     let mut rows = stmt.query([]).map_err(bulk_error)?;
-    let mut buf: Vec<u8> = Vec::with_capacity(80 * 1024);
-    let mut csv_writer = (format == ExportFormat::Csv).then(csv_chunk_writer);
-    if let Some(w) = csv_writer.as_mut() {
-        w.write_record(CSV_HEADER).map_err(|e| anyhow::anyhow!(e))?;
-    }
+    let mut encoder = ExportEncoder::new(format)?;
     let send = |chunk: Vec<u8>| tx.blocking_send(Ok(Bytes::from(chunk))).is_ok();
     while let Some(row) = rows.next().map_err(bulk_error)? {
         let r = row_ref(row).map_err(bulk_error)?;
-        let [ts, actor, request_id, action, kind, data, prev_hash, hash] = r.cols;
-        match csv_writer.as_mut() {
+        if let Some(chunk) = encoder.event(r.seq, r.cols, r.signature)?
+            && !send(chunk)
+        {
+            return Ok(());
+        }
+    }
+    let rest = encoder.finish()?;
+    if !rest.is_empty() {
+        send(rest);
+    }
+    Ok(())
+}
+
+/// Writes export rows (NDJSON or CSV) into chunks of about 64 KiB. Pure:
+/// every backend feeds it the same fields in seq order, so their exports
+/// are byte for byte the same.
+pub struct ExportEncoder {
+    buf: Vec<u8>,
+    csv: Option<csv::Writer<Vec<u8>>>,
+}
+
+impl ExportEncoder {
+    /// A CSV export starts with its header.
+    pub fn new(format: ExportFormat) -> AppResult<Self> {
+        let mut csv = (format == ExportFormat::Csv).then(csv_chunk_writer);
+        if let Some(w) = csv.as_mut() {
+            w.write_record(CSV_HEADER).map_err(|e| anyhow::anyhow!(e))?;
+        }
+        Ok(Self {
+            buf: Vec::with_capacity(80 * 1024),
+            csv,
+        })
+    }
+
+    /// Adds one event (`cols`: ts, actor, request_id, action, kind, data,
+    /// prev_hash, hash) with its head signature, if any; returns a chunk
+    /// once one is full.
+    pub fn event(
+        &mut self,
+        seq: i64,
+        cols: [&str; 8],
+        signature: Option<&str>,
+    ) -> AppResult<Option<Vec<u8>>> {
+        let [ts, actor, request_id, action, kind, data, prev_hash, hash] = cols;
+        match self.csv.as_mut() {
             Some(w) => {
-                let seq = r.seq.to_string();
+                let seq = seq.to_string();
                 w.write_record([
                     seq.as_str(),
                     ts,
@@ -393,51 +432,52 @@ fn export_blocking(
                     data,
                     prev_hash,
                     hash,
-                    r.signature.unwrap_or(""),
+                    signature.unwrap_or(""),
                 ])
                 .map_err(|e| anyhow::anyhow!(e))?;
                 if w.get_ref().len() >= 64 * 1024 {
                     let full = std::mem::replace(w, csv_chunk_writer());
-                    if !send(
+                    return Ok(Some(
                         full.into_inner()
                             .map_err(|e| anyhow::anyhow!(e.to_string()))?,
-                    ) {
-                        return Ok(());
-                    }
+                    ));
                 }
             }
             None => {
                 // `data` is written as stored: it is the JSON the hash covers.
                 let line = ExportLine {
-                    seq: r.seq,
+                    seq,
                     ts,
                     actor,
                     request_id,
                     action,
                     kind,
                     data: raw_json(data)
-                        .map_err(|err| anyhow::anyhow!("event {} has bad data: {err}", r.seq))?,
+                        .map_err(|err| anyhow::anyhow!("event {seq} has bad data: {err}"))?,
                     prev_hash,
                     hash,
-                    signature: r.signature,
+                    signature,
                 };
-                serde_json::to_writer(&mut buf, &line).map_err(|e| anyhow::anyhow!(e))?;
-                buf.push(b'\n');
-                if buf.len() >= 64 * 1024
-                    && !send(std::mem::replace(&mut buf, Vec::with_capacity(80 * 1024)))
-                {
-                    return Ok(());
+                serde_json::to_writer(&mut self.buf, &line).map_err(|e| anyhow::anyhow!(e))?;
+                self.buf.push(b'\n');
+                if self.buf.len() >= 64 * 1024 {
+                    return Ok(Some(std::mem::replace(
+                        &mut self.buf,
+                        Vec::with_capacity(80 * 1024),
+                    )));
                 }
             }
         }
+        Ok(None)
     }
-    if let Some(w) = csv_writer {
-        buf = w.into_inner().map_err(|e| anyhow::anyhow!(e.to_string()))?;
+
+    /// What is left after the last full chunk (possibly nothing).
+    pub fn finish(self) -> AppResult<Vec<u8>> {
+        match self.csv {
+            Some(w) => Ok(w.into_inner().map_err(|e| anyhow::anyhow!(e.to_string()))?),
+            None => Ok(self.buf),
+        }
     }
-    if !buf.is_empty() {
-        send(buf);
-    }
-    Ok(())
 }
 
 fn raw_json(text: &str) -> Result<&RawValue, serde_json::Error> {

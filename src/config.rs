@@ -635,6 +635,11 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
 /// The signing key lives beside the database: `countersign.db` →
 /// `countersign.db.audit-key.pem`.
 fn default_key_path(db: &str) -> PathBuf {
+    // A database URL is no place for a file: the key goes in the working
+    // directory (set COUNTERSIGN_SIGNING_KEY to put it elsewhere).
+    if crate::store::postgres::backend_of(db) != Ok(crate::store::postgres::Backend::Sqlite) {
+        return PathBuf::from("countersign.audit-key.pem");
+    }
     let path = db
         .strip_prefix("sqlite://")
         .or_else(|| db.strip_prefix("sqlite:"))
@@ -675,6 +680,18 @@ mod tests {
         assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(s.signing_key, PathBuf::from("countersign.db.audit-key.pem"));
         assert!(!s.slack.enabled() && !s.teams.enabled());
+    }
+
+    #[test]
+    fn with_a_postgres_url_the_keys_default_to_the_working_directory() {
+        let s = Settings::load(
+            None,
+            |k| (k == "COUNTERSIGN_DB").then(|| "postgres://app@db.internal/cs".into()),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.signing_key, PathBuf::from("countersign.audit-key.pem"));
+        assert_eq!(s.permit_key, PathBuf::from("countersign.permit-key.pem"));
     }
 
     #[test]

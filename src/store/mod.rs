@@ -269,6 +269,17 @@ pub struct Store {
 /// `synchronous=FULL` in WAL mode makes every acknowledged commit survive a
 /// power loss, not only a process kill.
 fn connect_options(db: &str) -> AppResult<SqliteConnectOptions> {
+    // Never taken for a file name: `postgres://…` must not quietly become a
+    // SQLite file called `postgres:`.
+    match postgres::backend_of(db).map_err(AppError::BadRequest)? {
+        postgres::Backend::Sqlite => {}
+        postgres::Backend::Postgres => {
+            return Err(AppError::BadRequest(format!(
+                "{} is a PostgreSQL URL, and this part of the service runs on SQLite only for now",
+                postgres::redacted(db)
+            )));
+        }
+    }
     let opts = if db.starts_with("sqlite:") {
         SqliteConnectOptions::from_str(db)
             .map_err(|e| AppError::BadRequest(format!("bad database URL '{db}': {e}")))?

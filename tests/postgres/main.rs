@@ -6,6 +6,7 @@
 mod postgres_support;
 
 mod chain_lock;
+mod cli;
 mod exports;
 mod migrations;
 mod tampering;

@@ -12,6 +12,8 @@
 //! signature check, same breaks). The server produces rows on one core
 //! while this process hashes on the other.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use ed25519_dalek::VerifyingKey;
 use futures::StreamExt;
@@ -22,6 +24,7 @@ use tokio::sync::mpsc;
 use super::copy::{self, BinaryRows, CopyError};
 use crate::error::{AppError, AppResult};
 use crate::store::audit::{Break, ChainVerifier, Report};
+use crate::store::checkpoints::{self, Checkpoint};
 use crate::store::trail::{ExportEncoder, ExportFormat};
 
 /// Columns of [`TRAIL_COPY`].
@@ -269,4 +272,32 @@ pub async fn verify(pool: &PgPool, key: VerifyingKey) -> AppResult<Result<Report
         }));
     }
     Ok(v.finish())
+}
+
+/// The first checkpoint (in seq order) that the trail does not contain
+/// exactly, with the reason: the check `store::trail::check_checkpoints_in_db`
+/// makes on SQLite, with the hashes at the checkpoints' seqs read in one
+/// query from one snapshot.
+pub async fn check_checkpoints(
+    pool: &PgPool,
+    list: &[Checkpoint],
+    key: &VerifyingKey,
+) -> AppResult<Option<(Checkpoint, String)>> {
+    let mut list = list.to_vec();
+    list.sort_by_key(|c| c.seq);
+    let seqs: Vec<i64> = list.iter().map(|c| c.seq).collect();
+    let mut snapshot = Snapshot::begin(pool).await?;
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_events WHERE seq = ANY($1)")
+            .bind(&seqs)
+            .fetch_all(&mut *snapshot.conn)
+            .await?;
+    snapshot.commit().await?;
+    let hashes: HashMap<i64, String> = rows.into_iter().collect();
+    for c in list {
+        if let Err(why) = checkpoints::check(&c, key, hashes.get(&c.seq).map(String::as_str)) {
+            return Ok(Some((c, why)));
+        }
+    }
+    Ok(None)
 }

@@ -28,8 +28,8 @@ pub struct Cli {
     /// TOML settings file (also COUNTERSIGN_CONFIG).
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
-    /// SQLite file path or sqlite: URL, or a postgres:// URL for `migrate` and
-    /// `audit` (also COUNTERSIGN_DB; default countersign.db).
+    /// SQLite file path or sqlite: URL, or a postgres:// URL (also
+    /// COUNTERSIGN_DB; default countersign.db).
     #[arg(long, global = true)]
     pub db: Option<String>,
     /// Log format (also COUNTERSIGN_LOG_FORMAT).
@@ -219,14 +219,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!(e))?;
     let quiet = !matches!(cli.command, Command::Serve(_));
     crate::telemetry::init(settings.log_format, if quiet { "warn" } else { "info" });
-    if let Some(what) = sqlite_only(&cli.command)
-        && backend(&settings)? == Backend::Postgres
-    {
-        eprintln!(
-            "error: `countersign {what}` does not run on PostgreSQL yet (only `migrate` and `audit verify|export|public-key` do), so COUNTERSIGN_DB must name a SQLite file for it"
-        );
-        return Ok(ExitCode::from(2));
-    }
+    // An unknown `scheme://` stops every command before it creates
+    // anything (a signing key, a file called `mysql:`).
+    backend(&settings)?;
     let out = &mut std::io::stdout().lock();
     match cli.command {
         Command::Serve(_) => {
@@ -235,16 +230,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::startup::handle_signals(server.app.clone(), token.clone());
             server.run(token).await?;
         }
-        Command::Migrate => match backend(&settings)? {
-            Backend::Sqlite => {
-                crate::store::migrate(&settings.db).await?;
-                writeln!(out, "migrated {}", settings.db)?;
-            }
-            Backend::Postgres => {
-                postgres::migrate(&settings.db).await?;
-                writeln!(out, "migrated {}", postgres::redacted(&settings.db))?;
-            }
-        },
+        Command::Migrate => {
+            crate::store::migrate(&settings.db).await?;
+            let shown = match backend(&settings)? {
+                Backend::Sqlite => settings.db.clone(),
+                Backend::Postgres => postgres::redacted(&settings.db),
+            };
+            writeln!(out, "migrated {shown}")?;
+        }
         Command::Keys(cmd) => keys_command(&settings, cmd, out).await?,
         Command::Audit(cmd) => return audit_command(&settings, cmd, out).await,
         Command::Policy(PolicyCommand::Check { file }) => {
@@ -269,18 +262,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mcp { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The commands that need the service's store, which runs on SQLite only
-/// until the PostgreSQL store is wired (issue 10): named for the refusal.
-fn sqlite_only(command: &Command) -> Option<&'static str> {
-    match command {
-        Command::Serve(_) => Some("serve"),
-        Command::Keys(_) => Some("keys"),
-        Command::Identities(_) => Some("identities"),
-        Command::Teams(_) => Some("teams"),
-        _ => None,
-    }
 }
 
 /// Which backend the `db` setting names; an unknown `scheme://` is an error.

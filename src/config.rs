@@ -50,6 +50,11 @@ pub struct OutboxSettings {
     pub retry_max: Duration,
     /// After this long since it was queued, a delivery is given up and audited as failed.
     pub give_up_after: Duration,
+    /// PostgreSQL with several replicas: how long a replica holds a row it
+    /// claimed for delivery. If it dies mid-delivery, another replica
+    /// delivers the row once this has passed. Longer than any one attempt
+    /// (an HTTP call with its timeout).
+    pub lease: Duration,
 }
 
 /// How the HTTP server treats connections and callers (src/startup.rs,
@@ -205,6 +210,7 @@ impl Default for Settings {
                 retry_base: Duration::from_secs(1),
                 retry_max: Duration::from_secs(300),
                 give_up_after: Duration::from_secs(24 * 3600),
+                lease: Duration::from_secs(60),
             },
             templates_dir: None,
             audit_open_to_all: false,
@@ -530,6 +536,9 @@ impl Settings {
         }
         if let Some(v) = get("COUNTERSIGN_OUTBOX_RETRY_MAX") {
             self.outbox.retry_max = dur("COUNTERSIGN_OUTBOX_RETRY_MAX", &v)?;
+        }
+        if let Some(v) = get("COUNTERSIGN_OUTBOX_LEASE") {
+            self.outbox.lease = dur("COUNTERSIGN_OUTBOX_LEASE", &v)?;
         }
         if let Some(v) = get("COUNTERSIGN_OUTBOX_GIVE_UP_AFTER") {
             self.outbox.give_up_after = dur("COUNTERSIGN_OUTBOX_GIVE_UP_AFTER", &v)?;

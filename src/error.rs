@@ -45,12 +45,52 @@ pub enum AppError {
         fields: Vec<String>,
     },
     #[error("database error: {0}")]
-    Sqlx(#[from] sqlx::Error),
+    Sqlx(sqlx::Error),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+/// What a caller hears while the database cannot be reached.
+pub const DB_UNAVAILABLE: &str =
+    "the database is unreachable; nothing was changed, try again shortly";
+
+/// Seconds a 503 asks the caller to wait (`Retry-After`).
+pub const RETRY_AFTER_SECS: u32 = 1;
+
+/// Whether `e` says the database could not be reached (the server is down
+/// or restarting, the network dropped, every connection is busy), rather
+/// than that a statement was wrong: the first is a 503 the caller may
+/// retry, the second a 500.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            // 08: connection exception; 57P01-03: the server is shutting
+            // down or starting; 53300: too many connections; 40001/40P01
+            // are not here (a retry inside the service handles neither).
+            c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        if is_unavailable(&e) {
+            tracing::warn!(error = %e, "the database is unreachable");
+            AppError::Unavailable(DB_UNAVAILABLE.into())
+        } else {
+            AppError::Sqlx(e)
+        }
+    }
+}
 
 impl AppError {
     pub fn status_code(&self) -> StatusCode {
@@ -144,6 +184,10 @@ impl IntoResponse for AppError {
         if let AppError::TooManyRequests { retry_after, .. } = &self {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+        if let AppError::Unavailable(_) = &self {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
         if status == StatusCode::UNAUTHORIZED {
             res.headers_mut()

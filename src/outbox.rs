@@ -97,7 +97,8 @@ impl Outbox {
                 break;
             }
             let now = clock::now();
-            match crate::store::outbox::due(&self.store, &kinds, now, 64).await {
+            match crate::store::outbox::due(&self.store, &kinds, now, 64, self.settings.lease).await
+            {
                 Ok(items) => {
                     for item in items {
                         if !in_flight.lock().expect("lock").insert(item.lane.clone()) {

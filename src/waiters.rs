@@ -45,6 +45,15 @@ impl Waiters {
         }
     }
 
+    /// Wakes every waiter (each re-reads its request): when wake-ups may
+    /// have been missed, e.g. while the listener for other replicas'
+    /// commits was reconnecting.
+    pub fn wake_all(&self) {
+        for n in self.inner.lock().expect("waiters lock").values() {
+            n.notify_waiters();
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.inner.lock().expect("waiters lock").len()
     }

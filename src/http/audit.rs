@@ -139,10 +139,10 @@ pub async fn export(
     key.require(Scope::Audit)?;
     let format = p.format.unwrap_or(ExportFormat::Ndjson);
     let (tx, rx) = tokio::sync::mpsc::channel(8);
-    let db = app.settings.db.clone();
+    let store = app.store.clone();
     tokio::spawn(async move {
         let err_tx = tx.clone();
-        if let Err(e) = trail::export(&db, format, tx).await {
+        if let Err(e) = trail::export_store(&store, format, tx).await {
             tracing::error!(error = %e, "audit export failed midway");
             let _ = err_tx
                 .send(Err(std::io::Error::other("export failed")))

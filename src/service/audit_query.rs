@@ -296,7 +296,7 @@ impl App {
     /// key, and checks the derived tables against the events.
     pub async fn verify_trail(&self) -> AppResult<VerifyResult> {
         let public_key = self.store.signer.public_hex().to_string();
-        let v = trail::verify_all(&self.settings.db, self.store.signer.verifying_key()).await?;
+        let v = trail::verify_store(&self.store, self.store.signer.verifying_key()).await?;
         let ok = v.ok();
         let (checkpoint, checkpoint_sink) = self.newest_checkpoint().await?;
         Ok(match v.chain {

@@ -23,13 +23,14 @@ pub async fn find(
     request_id: Uuid,
     channel: &str,
 ) -> AppResult<Option<ChatMessage>> {
-    let row: Option<(String, String, Option<String>)> = sqlx::query_as(
-        "SELECT conversation, message_id, extra FROM chat_messages WHERE request_id = ? AND channel = ?",
-    )
-    .bind(request_id.to_string())
-    .bind(channel)
-    .fetch_optional(&store.pool)
-    .await?;
+    let row: Option<(String, String, Option<String>)> = on!(store.db(),
+        sqlite: "SELECT conversation, message_id, extra FROM chat_messages WHERE request_id = ? AND channel = ?",
+        postgres: "SELECT conversation, message_id, extra FROM chat_messages WHERE request_id = $1::uuid AND channel = $2",
+        |sql, e| sqlx::query_as(sql)
+            .bind(request_id.to_string())
+            .bind(channel)
+            .fetch_optional(e)
+            .await?);
     Ok(row.map(|(conversation, message_id, extra)| ChatMessage {
         conversation,
         message_id,
@@ -44,17 +45,22 @@ pub async fn record(
     channel: &str,
     m: &ChatMessage,
 ) -> AppResult<()> {
-    sqlx::query(
-        "INSERT INTO chat_messages (request_id, channel, conversation, message_id, extra) VALUES (?, ?, ?, ?, ?) \
-         ON CONFLICT (request_id, channel) DO UPDATE SET conversation = excluded.conversation, \
-         message_id = excluded.message_id, extra = excluded.extra",
-    )
-    .bind(request_id.to_string())
-    .bind(channel)
-    .bind(&m.conversation)
-    .bind(&m.message_id)
-    .bind(m.extra.as_ref().map(Value::to_string))
-    .execute(&mut ctx.conn)
-    .await?;
+    on!(ctx.db(),
+        sqlite: "INSERT INTO chat_messages (request_id, channel, conversation, message_id, extra) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (request_id, channel) DO UPDATE SET conversation = excluded.conversation, \
+                 message_id = excluded.message_id, extra = excluded.extra",
+        postgres: "INSERT INTO chat_messages (request_id, channel, conversation, message_id, extra) \
+                   VALUES ($1::uuid, $2, $3, $4, $5) \
+                   ON CONFLICT (request_id, channel) DO UPDATE SET conversation = excluded.conversation, \
+                   message_id = excluded.message_id, extra = excluded.extra",
+        |sql, e| sqlx::query(sql)
+            .bind(request_id.to_string())
+            .bind(channel)
+            .bind(&m.conversation)
+            .bind(&m.message_id)
+            .bind(m.extra.as_ref().map(Value::to_string))
+            .execute(e)
+            .await?
+            .rows_affected());
     Ok(())
 }

@@ -53,22 +53,24 @@ impl Sink {
 /// The seq of the newest signed head, read outside the writer: a cheap
 /// look before asking the writer for a transaction.
 pub async fn newest_signed_seq(store: &Store) -> AppResult<Option<i64>> {
-    Ok(sqlx::query_scalar("SELECT MAX(seq) FROM audit_signatures")
-        .fetch_one(&store.pool)
-        .await?)
+    Ok(on!(store.db(),
+        sqlite: "SELECT MAX(seq) FROM audit_signatures",
+        postgres: "SELECT MAX(seq) FROM audit_signatures",
+        |sql, e| sqlx::query_scalar(sql).fetch_one(e).await?))
 }
 
 /// The newest head already queued for any sink, so a restarted service
 /// does not publish the same head again.
 pub async fn newest_queued_seq(store: &Store) -> AppResult<Option<i64>> {
-    let payload: Option<String> = sqlx::query_scalar(
-        "SELECT payload FROM outbox WHERE kind IN (?, ?, ?) ORDER BY id DESC LIMIT 1",
-    )
-    .bind(Sink::Webhook.kind())
-    .bind(Sink::Slack.kind())
-    .bind(Sink::Teams.kind())
-    .fetch_optional(&store.pool)
-    .await?;
+    let payload: Option<String> = on!(store.db(),
+        sqlite: "SELECT payload FROM outbox WHERE kind IN (?, ?, ?) ORDER BY id DESC LIMIT 1",
+        postgres: "SELECT payload::text FROM outbox WHERE kind IN ($1, $2, $3) ORDER BY id DESC LIMIT 1",
+        |sql, e| sqlx::query_scalar(sql)
+            .bind(Sink::Webhook.kind())
+            .bind(Sink::Slack.kind())
+            .bind(Sink::Teams.kind())
+            .fetch_optional(e)
+            .await?);
     Ok(payload
         .and_then(|p| serde_json::from_str::<Checkpoint>(&p).ok())
         .map(|c| c.seq))
@@ -83,12 +85,12 @@ pub async fn publish(
     sinks: &[Sink],
     after: Option<i64>,
 ) -> AppResult<Option<i64>> {
-    let head: Option<(i64, String, String, String, String)> = sqlx::query_as(
-        "SELECT s.seq, s.hash, e.ts, s.signature, s.public_key FROM audit_signatures s \
-         JOIN audit_events e ON e.seq = s.seq ORDER BY s.seq DESC LIMIT 1",
-    )
-    .fetch_optional(&mut ctx.conn)
-    .await?;
+    let head: Option<(i64, String, String, String, String)> = on!(ctx.db(),
+        sqlite: "SELECT s.seq, s.hash, e.ts, s.signature, s.public_key FROM audit_signatures s \
+                 JOIN audit_events e ON e.seq = s.seq ORDER BY s.seq DESC LIMIT 1",
+        postgres: "SELECT s.seq, s.hash, e.ts, s.signature, s.public_key FROM audit_signatures s \
+                   JOIN audit_events e ON e.seq = s.seq ORDER BY s.seq DESC LIMIT 1",
+        |sql, e| sqlx::query_as(sql).fetch_optional(e).await?);
     let Some((seq, hash, ts, signature, key_id)) = head else {
         return Ok(None);
     };
@@ -105,15 +107,13 @@ pub async fn publish(
     let payload = serde_json::to_value(&head).expect("a checkpoint serializes");
     let now = ctx.now_str();
     for sink in sinks {
-        sqlx::query(
-            "UPDATE outbox SET done_at = ?, outcome = 'superseded', last_error = ? \
-             WHERE kind = ? AND done_at IS NULL",
-        )
-        .bind(&now)
-        .bind(format!("superseded by the head at seq {seq}"))
-        .bind(sink.kind())
-        .execute(&mut ctx.conn)
-        .await?;
+        let why = format!("superseded by the head at seq {seq}");
+        on!(ctx.db(),
+            sqlite: "UPDATE outbox SET done_at = ?, outcome = 'superseded', last_error = ? \
+                     WHERE kind = ? AND done_at IS NULL",
+            postgres: "UPDATE outbox SET done_at = $1::timestamptz, outcome = 'superseded', last_error = $2, \
+                       locked_by = NULL, locked_until = NULL WHERE kind = $3 AND done_at IS NULL",
+            |sql, e| sqlx::query(sql).bind(&now).bind(&why).bind(sink.kind()).execute(e).await?.rows_affected());
         ctx.enqueue(sink.kind(), sink.kind(), None, &payload)
             .await?;
     }
@@ -122,15 +122,17 @@ pub async fn publish(
 
 /// The newest head a remote sink accepted, and which sink.
 pub async fn newest_delivered(store: &Store) -> AppResult<Option<(Sink, Checkpoint)>> {
-    let row: Option<(String, String)> = sqlx::query_as(
-        "SELECT kind, payload FROM outbox WHERE kind IN (?, ?, ?) AND outcome = 'delivered' \
-         ORDER BY id DESC LIMIT 1",
-    )
-    .bind(Sink::Webhook.kind())
-    .bind(Sink::Slack.kind())
-    .bind(Sink::Teams.kind())
-    .fetch_optional(&store.pool)
-    .await?;
+    let row: Option<(String, String)> = on!(store.db(),
+        sqlite: "SELECT kind, payload FROM outbox WHERE kind IN (?, ?, ?) AND outcome = 'delivered' \
+                 ORDER BY id DESC LIMIT 1",
+        postgres: "SELECT kind, payload::text FROM outbox WHERE kind IN ($1, $2, $3) AND outcome = 'delivered' \
+                   ORDER BY id DESC LIMIT 1",
+        |sql, e| sqlx::query_as(sql)
+            .bind(Sink::Webhook.kind())
+            .bind(Sink::Slack.kind())
+            .bind(Sink::Teams.kind())
+            .fetch_optional(e)
+            .await?);
     Ok(row.and_then(|(kind, payload)| {
         let c = serde_json::from_str::<Checkpoint>(&payload).ok()?;
         Some((Sink::from_kind(&kind)?, c))

@@ -16,11 +16,10 @@ use crate::error::AppResult;
 
 /// The principal linked to `external` (`slack:TEAM/USER`, `teams:AAD_ID`).
 pub async fn linked(store: &Store, external: &str) -> AppResult<Option<Principal>> {
-    let p: Option<String> =
-        sqlx::query_scalar("SELECT principal FROM identities WHERE external = ?")
-            .bind(external)
-            .fetch_optional(&store.pool)
-            .await?;
+    let p: Option<String> = on!(store.db(),
+        sqlite: "SELECT principal FROM identities WHERE external = ?",
+        postgres: "SELECT principal FROM identities WHERE external = $1",
+        |sql, e| sqlx::query_scalar(sql).bind(external).fetch_optional(e).await?);
     Ok(p.and_then(|p| Principal::parse(&p).ok()))
 }
 
@@ -34,35 +33,30 @@ pub struct Link {
 
 /// Every link, by external account.
 pub async fn list(store: &Store) -> AppResult<Vec<Link>> {
-    Ok(
-        sqlx::query_as("SELECT external, principal, created_at FROM identities ORDER BY external")
-            .fetch_all(&store.pool)
-            .await?,
-    )
+    Ok(on!(store.db(),
+        sqlite: "SELECT external, principal, created_at FROM identities ORDER BY external",
+        postgres: "SELECT external, principal, cs_ts(created_at) AS created_at FROM identities ORDER BY external",
+        |sql, e| sqlx::query_as(sql).fetch_all(e).await?))
 }
 
 /// Links `external` to `principal`, replacing any earlier link of it.
 pub async fn link(ctx: &mut WriteCtx, external: &str, principal: &Principal) -> AppResult<()> {
     let now = ctx.now_str();
-    sqlx::query(
-        "INSERT INTO identities (external, principal, created_at) VALUES (?, ?, ?) \
-         ON CONFLICT (external) DO UPDATE SET principal = excluded.principal, created_at = excluded.created_at",
-    )
-    .bind(external)
-    .bind(principal.as_str())
-    .bind(&now)
-    .execute(&mut ctx.conn)
-    .await?;
+    on!(ctx.db(),
+        sqlite: "INSERT INTO identities (external, principal, created_at) VALUES (?, ?, ?) \
+                 ON CONFLICT (external) DO UPDATE SET principal = excluded.principal, created_at = excluded.created_at",
+        postgres: "INSERT INTO identities (external, principal, created_at) VALUES ($1, $2, $3::timestamptz) \
+                   ON CONFLICT (external) DO UPDATE SET principal = excluded.principal, created_at = excluded.created_at",
+        |sql, e| sqlx::query(sql).bind(external).bind(principal.as_str()).bind(&now).execute(e).await?.rows_affected());
     Ok(())
 }
 
 /// Removes the link of `external`; false if there was none.
 pub async fn unlink(ctx: &mut WriteCtx, external: &str) -> AppResult<bool> {
-    let n = sqlx::query("DELETE FROM identities WHERE external = ?")
-        .bind(external)
-        .execute(&mut ctx.conn)
-        .await?
-        .rows_affected();
+    let n = on!(ctx.db(),
+        sqlite: "DELETE FROM identities WHERE external = ?",
+        postgres: "DELETE FROM identities WHERE external = $1",
+        |sql, e| sqlx::query(sql).bind(external).execute(e).await?.rows_affected());
     Ok(n > 0)
 }
 
@@ -74,17 +68,14 @@ pub async fn record_slack_account(
     user: &str,
 ) -> AppResult<()> {
     let now = ctx.now_str();
-    sqlx::query(
-        "INSERT INTO slack_users (principal, team_id, user_id, updated_at) VALUES (?, ?, ?, ?) \
-         ON CONFLICT (principal) DO UPDATE SET team_id = excluded.team_id, user_id = excluded.user_id, \
-         updated_at = excluded.updated_at",
-    )
-    .bind(principal)
-    .bind(team)
-    .bind(user)
-    .bind(&now)
-    .execute(&mut ctx.conn)
-    .await?;
+    on!(ctx.db(),
+        sqlite: "INSERT INTO slack_users (principal, team_id, user_id, updated_at) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (principal) DO UPDATE SET team_id = excluded.team_id, user_id = excluded.user_id, \
+                 updated_at = excluded.updated_at",
+        postgres: "INSERT INTO slack_users (principal, team_id, user_id, updated_at) VALUES ($1, $2, $3, $4::timestamptz) \
+                   ON CONFLICT (principal) DO UPDATE SET team_id = excluded.team_id, user_id = excluded.user_id, \
+                   updated_at = excluded.updated_at",
+        |sql, e| sqlx::query(sql).bind(principal).bind(team).bind(user).bind(&now).execute(e).await?.rows_affected());
     Ok(())
 }
 
@@ -98,11 +89,10 @@ pub async fn slack_user_ids(
         if ids.contains_key(*p) {
             continue;
         }
-        let user: Option<String> =
-            sqlx::query_scalar("SELECT user_id FROM slack_users WHERE principal = ?")
-                .bind(p)
-                .fetch_optional(&store.pool)
-                .await?;
+        let user: Option<String> = on!(store.db(),
+            sqlite: "SELECT user_id FROM slack_users WHERE principal = ?",
+            postgres: "SELECT user_id FROM slack_users WHERE principal = $1",
+            |sql, e| sqlx::query_scalar(sql).bind(p).fetch_optional(e).await?);
         if let Some(u) = user {
             ids.insert(p.to_string(), u);
         }

@@ -165,20 +165,23 @@ pub async fn create(store: &Store, actor: &str, new: NewKey) -> AppResult<(Uuid,
         .write(move |ctx| {
             Box::pin(async move {
                 let now = ctx.now_str();
-                sqlx::query(
-                    "INSERT INTO api_keys (id, token_hash, prefix, principal, owner, scopes, name, created_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(id.to_string())
-                .bind(&hash)
-                .bind(&prefix)
-                .bind(new.principal.as_str())
-                .bind(new.owner.as_ref().map(|o| o.as_str()))
-                .bind(scopes_str(&new.scopes))
-                .bind(&new.name)
-                .bind(&now)
-                .execute(&mut ctx.conn)
-                .await?;
+                on!(ctx.db(),
+                    sqlite: "INSERT INTO api_keys (id, token_hash, prefix, principal, owner, scopes, name, created_at) \
+                             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    postgres: "INSERT INTO api_keys (id, token_hash, prefix, principal, owner, scopes, name, created_at) \
+                               VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8::timestamptz)",
+                    |sql, e| sqlx::query(sql)
+                        .bind(id.to_string())
+                        .bind(&hash)
+                        .bind(&prefix)
+                        .bind(new.principal.as_str())
+                        .bind(new.owner.as_ref().map(|o| o.as_str()))
+                        .bind(scopes_str(&new.scopes))
+                        .bind(&new.name)
+                        .bind(&now)
+                        .execute(e)
+                        .await?
+                        .rows_affected());
                 let data = serde_json::json!({
                     "key_id": id, "prefix": prefix, "principal": new.principal,
                     "owner": new.owner, "scopes": new.scopes, "name": new.name,
@@ -197,22 +200,24 @@ pub async fn create(store: &Store, actor: &str, new: NewKey) -> AppResult<(Uuid,
 /// the key is revoked but its requests are still approvable.
 pub async fn revoke_in(ctx: &mut WriteCtx, actor: &str, id: &str) -> AppResult<String> {
     let now = ctx.now_str();
-    let row: Option<(String, Option<String>)> =
-        sqlx::query_as("SELECT principal, revoked_at FROM api_keys WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut ctx.conn)
-            .await?;
+    // Not a UUID: no key has it (and PostgreSQL would refuse the cast).
+    if Uuid::parse_str(id).is_err() {
+        return Err(AppError::NotFound(format!("no API key has id {id}")));
+    }
+    let row: Option<(String, Option<String>)> = on!(ctx.db(),
+        sqlite: "SELECT principal, revoked_at FROM api_keys WHERE id = ?",
+        postgres: "SELECT principal, cs_ts(revoked_at) FROM api_keys WHERE id = $1::uuid",
+        |sql, e| sqlx::query_as(sql).bind(id).fetch_optional(e).await?);
     match row {
         None => Err(AppError::NotFound(format!("no API key has id {id}"))),
         Some((_, Some(at))) => Err(AppError::Conflict(format!(
             "key {id} was already revoked at {at}"
         ))),
         Some((principal, None)) => {
-            sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ?")
-                .bind(&now)
-                .bind(id)
-                .execute(&mut ctx.conn)
-                .await?;
+            on!(ctx.db(),
+                sqlite: "UPDATE api_keys SET revoked_at = ? WHERE id = ?",
+                postgres: "UPDATE api_keys SET revoked_at = $1::timestamptz WHERE id = $2::uuid",
+                |sql, e| sqlx::query(sql).bind(&now).bind(id).execute(e).await?.rows_affected());
             let data = serde_json::json!({ "key_id": id, "principal": principal });
             ctx.audit(actor, None, "key.revoked", &data).await?;
             Ok(principal)
@@ -222,12 +227,10 @@ pub async fn revoke_in(ctx: &mut WriteCtx, actor: &str, id: &str) -> AppResult<S
 
 /// The pending requests made with a key, oldest first.
 pub async fn pending_requests_of(ctx: &mut WriteCtx, key_id: &str) -> AppResult<Vec<Uuid>> {
-    let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM approval_requests WHERE key_id = ? AND status = 'pending' ORDER BY id",
-    )
-    .bind(key_id)
-    .fetch_all(&mut ctx.conn)
-    .await?;
+    let ids: Vec<String> = on!(ctx.db(),
+        sqlite: "SELECT id FROM approval_requests WHERE key_id = ? AND status = 'pending' ORDER BY id",
+        postgres: "SELECT id::text FROM approval_requests WHERE key_id = $1::uuid AND status = 'pending' ORDER BY id",
+        |sql, e| sqlx::query_scalar(sql).bind(key_id).fetch_all(e).await?);
     ids.iter()
         .map(|id| {
             Uuid::parse_str(id).map_err(|_| {
@@ -245,15 +248,18 @@ pub async fn record_decision_key_owner(
     who: &Principal,
     owner: &Principal,
 ) -> AppResult<()> {
-    sqlx::query(
-        "UPDATE decisions SET key_owner = ? WHERE id = \
-         (SELECT MAX(id) FROM decisions WHERE request_id = ? AND principal = ?)",
-    )
-    .bind(owner.as_str())
-    .bind(request_id.to_string())
-    .bind(who.as_str())
-    .execute(&mut ctx.conn)
-    .await?;
+    on!(ctx.db(),
+        sqlite: "UPDATE decisions SET key_owner = ? WHERE id = \
+                 (SELECT MAX(id) FROM decisions WHERE request_id = ? AND principal = ?)",
+        postgres: "UPDATE decisions SET key_owner = $1 WHERE id = \
+                   (SELECT MAX(id) FROM decisions WHERE request_id = $2::uuid AND principal = $3)",
+        |sql, e| sqlx::query(sql)
+            .bind(owner.as_str())
+            .bind(request_id.to_string())
+            .bind(who.as_str())
+            .execute(e)
+            .await?
+            .rows_affected());
     Ok(())
 }
 
@@ -263,12 +269,10 @@ pub async fn decision_key_owners(
     ctx: &mut WriteCtx,
     request_id: Uuid,
 ) -> AppResult<Vec<(Principal, Principal)>> {
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT principal, key_owner FROM decisions WHERE request_id = ? AND key_owner IS NOT NULL ORDER BY id",
-    )
-    .bind(request_id.to_string())
-    .fetch_all(&mut ctx.conn)
-    .await?;
+    let rows: Vec<(String, String)> = on!(ctx.db(),
+        sqlite: "SELECT principal, key_owner FROM decisions WHERE request_id = ? AND key_owner IS NOT NULL ORDER BY id",
+        postgres: "SELECT principal, key_owner FROM decisions WHERE request_id = $1::uuid AND key_owner IS NOT NULL ORDER BY id",
+        |sql, e| sqlx::query_as(sql).bind(request_id.to_string()).fetch_all(e).await?);
     rows.into_iter()
         .map(|(p, o)| {
             let bad = |_| {
@@ -285,11 +289,11 @@ pub async fn decision_key_owners(
 }
 
 pub async fn list(store: &Store) -> AppResult<Vec<KeyInfo>> {
-    Ok(sqlx::query_as::<_, KeyInfo>(
-        "SELECT id, prefix, principal, owner, scopes, name, created_at, revoked_at FROM api_keys ORDER BY created_at",
-    )
-    .fetch_all(&store.pool)
-    .await?)
+    Ok(on!(store.db(),
+        sqlite: "SELECT id, prefix, principal, owner, scopes, name, created_at, revoked_at FROM api_keys ORDER BY created_at",
+        postgres: "SELECT id::text, prefix, principal, owner, scopes, name, cs_ts(created_at) AS created_at, \
+                   cs_ts(revoked_at) AS revoked_at FROM api_keys ORDER BY created_at, id",
+        |sql, e| sqlx::query_as::<_, KeyInfo>(sql).fetch_all(e).await?))
 }
 
 #[derive(sqlx::FromRow)]
@@ -310,12 +314,11 @@ pub async fn authenticate(store: &Store, token: &str) -> AppResult<ApiKey> {
         ));
     }
     let hash = token_hash(token);
-    let row: Option<KeyRow> = sqlx::query_as(
-        "SELECT id, token_hash, principal, owner, scopes, revoked_at FROM api_keys WHERE token_hash = ?",
-    )
-    .bind(&hash)
-    .fetch_optional(&store.pool)
-    .await?;
+    let row: Option<KeyRow> = on!(store.db(),
+        sqlite: "SELECT id, token_hash, principal, owner, scopes, revoked_at FROM api_keys WHERE token_hash = ?",
+        postgres: "SELECT id::text, token_hash, principal, owner, scopes, cs_ts(revoked_at) AS revoked_at \
+                   FROM api_keys WHERE token_hash = $1",
+        |sql, e| sqlx::query_as(sql).bind(&hash).fetch_optional(e).await?);
     let Some(KeyRow {
         id,
         token_hash: stored,

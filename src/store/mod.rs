@@ -28,18 +28,21 @@
 //! `OutboxItem`, `Conversation`, ...) and [`AppResult`], never a sqlx
 //! type, and each operation's SQL is written once, in its function.
 //!
-//! # Another backend
+//! # Two backends
 //!
-//! A second database (PostgreSQL is next) is one more implementation of
-//! these same operations: `Store` and `WriteCtx` would hold the backend's
-//! pool and transaction instead of SQLite's, and each operation would pick
-//! its statement for the backend at hand, so no caller changes. The writer's
-//! batch (`Writer::run_batch`: begin, read the chain head, savepoint per job,
-//! flush events, sign, commit) is the one piece that is per backend by
-//! nature. Two readers stay SQLite-only on purpose: `trail::export` and
-//! `trail::verify` read the file through rusqlite on a blocking thread for
-//! speed; a backend brings its own streaming read for those.
+//! `Store` and `WriteCtx` hold SQLite's pool and connection or
+//! PostgreSQL's ([`backend::Db`]), and each operation runs the statement
+//! it wrote for the backend at hand (the `on!` macro), so no caller
+//! knows which one it talks to. The writer's batch is the same on both;
+//! what differs is said where it differs: on PostgreSQL the batch first
+//! takes the chain lock (several replicas append to one chain), and its
+//! wake-ups also go to the other replicas as notifications
+//! ([`postgres::listen`]). Full-trail export and verify bring their own
+//! streaming reads per backend (rusqlite on SQLite's file, `COPY` on
+//! PostgreSQL).
 
+#[macro_use]
+pub mod backend;
 pub mod audit;
 pub mod chat_messages;
 pub mod checkpoint_sinks;
@@ -67,7 +70,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, Executor, SqliteConnection, SqlitePool};
+use sqlx::{Connection, Executor, PgConnection, SqliteConnection, SqlitePool};
 use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
@@ -75,6 +78,7 @@ use crate::clock;
 use crate::error::{AppError, AppResult};
 use crate::waiters::Waiters;
 use audit::Signer;
+use backend::{Conn, Db, Pool};
 
 /// Things that may only happen once the batch has committed.
 #[derive(Debug, Clone)]
@@ -91,7 +95,7 @@ pub enum AfterCommit {
 /// What a job sees: the writer's connection inside the open transaction,
 /// the batch's clock and the chain head.
 pub struct WriteCtx {
-    conn: SqliteConnection,
+    conn: Conn,
     pub now: DateTime<Utc>,
     head_seq: i64,
     head_hash: String,
@@ -110,6 +114,11 @@ pub type PermitSlot = Arc<std::sync::OnceLock<Arc<crate::permits::Issuer>>>;
 impl WriteCtx {
     pub fn now_str(&self) -> String {
         clock::fmt(self.now)
+    }
+
+    /// The writer's connection, inside the batch's transaction.
+    fn db(&mut self) -> Db<&mut SqliteConnection, &mut PgConnection> {
+        self.conn.as_mut()
     }
 
     /// Appends one event to the chain and returns its seq.
@@ -163,24 +172,28 @@ impl WriteCtx {
     /// statement shapes for the connection's prepared-statement cache.
     async fn flush_events(&mut self) -> Result<(), sqlx::Error> {
         let mut rest = &self.pending_events[..];
+        let backend = self.conn.backend();
         while !rest.is_empty() {
             let n = 1usize << rest.len().min(32).ilog2();
             let (chunk, tail) = rest.split_at(n);
             rest = tail;
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_events_sql(n)));
-            for e in chunk {
-                q = q
-                    .bind(e.seq)
-                    .bind(&e.ts)
-                    .bind(&e.actor)
-                    .bind(&e.request_id)
-                    .bind(&e.action)
-                    .bind(&e.kind)
-                    .bind(&e.data)
-                    .bind(&e.prev_hash)
-                    .bind(&e.hash);
-            }
-            q.execute(&mut self.conn).await?;
+            let sql = insert_events_sql(n, backend);
+            on!(self.conn.as_mut(), sqlite: sqlx::AssertSqlSafe(sql), postgres: sqlx::AssertSqlSafe(sql), |sql, e| {
+                let mut q = sqlx::query(sql);
+                for ev in chunk {
+                    q = q
+                        .bind(ev.seq)
+                        .bind(&ev.ts)
+                        .bind(&ev.actor)
+                        .bind(&ev.request_id)
+                        .bind(&ev.action)
+                        .bind(&ev.kind)
+                        .bind(&ev.data)
+                        .bind(&ev.prev_hash)
+                        .bind(&ev.hash);
+                }
+                q.execute(e).await?.rows_affected();
+            });
         }
         self.pending_events.clear();
         Ok(())
@@ -196,18 +209,20 @@ impl WriteCtx {
         payload: &Value,
     ) -> AppResult<i64> {
         let now = self.now_str();
-        let id = sqlx::query_scalar::<_, i64>(
-            "INSERT INTO outbox (kind, lane, request_id, payload, next_attempt_at, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(kind)
-        .bind(lane)
-        .bind(request_id.map(|u| u.to_string()))
-        .bind(payload.to_string())
-        .bind(&now)
-        .bind(&now)
-        .fetch_one(&mut self.conn)
-        .await?;
+        let id: i64 = on!(self.db(),
+            sqlite: "INSERT INTO outbox (kind, lane, request_id, payload, next_attempt_at, created_at) \
+                     VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            postgres: "INSERT INTO outbox (kind, lane, request_id, payload, next_attempt_at, created_at) \
+                       VALUES ($1, $2, $3::uuid, $4::json, $5::timestamptz, $6::timestamptz) RETURNING id",
+            |sql, e| sqlx::query_scalar(sql)
+                .bind(kind)
+                .bind(lane)
+                .bind(request_id.map(|u| u.to_string()))
+                .bind(payload.to_string())
+                .bind(&now)
+                .bind(&now)
+                .fetch_one(e)
+                .await?);
         self.effects.push(AfterCommit::OutboxQueued);
         Ok(id)
     }
@@ -226,9 +241,41 @@ impl WriteCtx {
     pub fn after_commit(&mut self, effect: AfterCommit) {
         self.effects.push(effect);
     }
+
+    /// A statement without values that reads the same on both backends
+    /// (`SAVEPOINT`, `COMMIT`, …).
+    async fn execute(&mut self, sql: &'static str) -> Result<(), sqlx::Error> {
+        match self.db() {
+            Db::Sqlite(c) => c.execute(sql).await.map(|_| ()),
+            Db::Postgres(c) => c.execute(sql).await.map(|_| ()),
+        }
+    }
 }
 
-fn insert_events_sql(rows: usize) -> String {
+/// What other replicas must hear of a batch's effects, as notification
+/// payloads (`postgres::listen` reads them): `wake:<id>` for a request a
+/// long-poll may wait on, `outbox` and `deadline` for the workers.
+fn notifications(effects: &[AfterCommit]) -> Vec<String> {
+    let mut notes = Vec::new();
+    let (mut outbox, mut deadline) = (false, false);
+    for effect in effects {
+        match effect {
+            AfterCommit::Wake(id) => notes.push(format!("wake:{id}")),
+            AfterCommit::OutboxQueued => outbox = true,
+            AfterCommit::NewDeadline => deadline = true,
+            AfterCommit::Final { .. } => {}
+        }
+    }
+    if outbox {
+        notes.push("outbox".into());
+    }
+    if deadline {
+        notes.push("deadline".into());
+    }
+    notes
+}
+
+fn insert_events_sql(rows: usize, backend: postgres::Backend) -> String {
     let mut sql = String::from(
         "INSERT INTO audit_events (seq, ts, actor, request_id, action, kind, data, prev_hash, hash) VALUES ",
     );
@@ -236,12 +283,54 @@ fn insert_events_sql(rows: usize) -> String {
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        match backend {
+            postgres::Backend::Sqlite => sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+            postgres::Backend::Postgres => {
+                let b = i * 9;
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8,
+                    b + 9
+                ));
+            }
+        }
     }
     sql
 }
 
-type Finisher = Box<dyn FnOnce(Option<String>) + Send>;
+/// Why a batch did not commit: the database could not be reached (the
+/// caller hears 503 and may retry) or something else went wrong.
+#[derive(Debug, Clone)]
+struct CommitFailure {
+    unavailable: bool,
+    message: String,
+}
+
+impl CommitFailure {
+    fn of(e: &sqlx::Error) -> Self {
+        Self {
+            unavailable: crate::error::is_unavailable(e),
+            message: e.to_string(),
+        }
+    }
+
+    fn into_error(self) -> AppError {
+        if self.unavailable {
+            AppError::Unavailable(crate::error::DB_UNAVAILABLE.into())
+        } else {
+            AppError::Internal(anyhow::anyhow!("commit failed: {}", self.message))
+        }
+    }
+}
+
+type Finisher = Box<dyn FnOnce(Option<CommitFailure>) + Send>;
 type Job = Box<dyn for<'c> FnOnce(&'c mut WriteCtx) -> BoxFuture<'c, (bool, Finisher)> + Send>;
 
 /// Signals raised after commits, for the background workers.
@@ -253,7 +342,7 @@ pub struct Signals {
 
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: Pool,
     jobs: mpsc::Sender<Job>,
     pub signer: Arc<Signer>,
     pub waiters: Waiters,
@@ -263,23 +352,17 @@ pub struct Store {
     pub permits: PermitSlot,
     /// Where signed heads go after each commit, once started.
     pub checkpoints: Arc<OnceLock<checkpoints::Checkpoints>>,
+    /// This process among the replicas on one database: who holds an
+    /// outbox lease.
+    pub replica: Arc<str>,
+    /// The `db` setting, for the full-trail reads (export, verify).
+    db_url: Arc<str>,
 }
 
 /// Connection options shared by the writer, the readers and the CLI.
 /// `synchronous=FULL` in WAL mode makes every acknowledged commit survive a
 /// power loss, not only a process kill.
 fn connect_options(db: &str) -> AppResult<SqliteConnectOptions> {
-    // Never taken for a file name: `postgres://…` must not quietly become a
-    // SQLite file called `postgres:`.
-    match postgres::backend_of(db).map_err(AppError::BadRequest)? {
-        postgres::Backend::Sqlite => {}
-        postgres::Backend::Postgres => {
-            return Err(AppError::BadRequest(format!(
-                "{} is a PostgreSQL URL, and this part of the service runs on SQLite only for now",
-                postgres::redacted(db)
-            )));
-        }
-    }
     let opts = if db.starts_with("sqlite:") {
         SqliteConnectOptions::from_str(db)
             .map_err(|e| AppError::BadRequest(format!("bad database URL '{db}': {e}")))?
@@ -299,7 +382,19 @@ fn connect_options(db: &str) -> AppResult<SqliteConnectOptions> {
         .row_buffer_size(1024))
 }
 
+/// Which backend `db` names; anything but a path, `sqlite:` or a
+/// PostgreSQL URL is refused (never taken for a file name: `mysql://…`
+/// must not quietly become a SQLite file called `mysql:`).
+fn backend_of(db: &str) -> AppResult<postgres::Backend> {
+    postgres::backend_of(db).map_err(AppError::BadRequest)
+}
+
+/// Applies the backend's migrations (`countersign migrate`; the service
+/// also does it at start).
 pub async fn migrate(db: &str) -> anyhow::Result<()> {
+    if backend_of(db)? == postgres::Backend::Postgres {
+        return postgres::migrate(db).await;
+    }
     let mut conn = SqliteConnection::connect_with(&connect_options(db)?).await?;
     sqlx::migrate!("./migrations").run(&mut conn).await?;
     // Closed before returning, not dropped: a dropped connection closes
@@ -323,23 +418,38 @@ impl Store {
         signer: Signer,
         read_connections: u32,
     ) -> anyhow::Result<Self> {
-        let opts = connect_options(db)?;
-        let mut conn = SqliteConnection::connect_with(&opts)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot open database {db}: {e}"))?;
-        sqlx::migrate!("./migrations")
-            .run(&mut conn)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot migrate database {db}: {e}"))?;
-        // The writer never checkpoints inside its own commits (SQLite would
-        // copy the WAL into the database, with an fsync, while every request
-        // in the batch waits); `checkpoint` does it beside the writer.
-        conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(read_connections.max(1))
-            .min_connections(1)
-            .connect_with(opts.read_only(false))
-            .await?;
+        let (conn, pool, reconnect) = match backend_of(db)? {
+            postgres::Backend::Sqlite => {
+                let opts = connect_options(db)?;
+                let mut conn = SqliteConnection::connect_with(&opts)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot open database {db}: {e}"))?;
+                sqlx::migrate!("./migrations")
+                    .run(&mut conn)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot migrate database {db}: {e}"))?;
+                // The writer never checkpoints inside its own commits (SQLite
+                // would copy the WAL into the database, with an fsync, while
+                // every request in the batch waits); `checkpoint` does it
+                // beside the writer.
+                conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(read_connections.max(1))
+                    .min_connections(1)
+                    .connect_with(opts.read_only(false))
+                    .await?;
+                (Db::Sqlite(conn), Db::Sqlite(pool), None)
+            }
+            postgres::Backend::Postgres => {
+                postgres::migrate(db).await?;
+                let opts = postgres::connect_options(db)?;
+                let conn = PgConnection::connect_with(&opts).await.map_err(|e| {
+                    anyhow::anyhow!("cannot connect to {}: {e}", postgres::redacted(db))
+                })?;
+                let pool = postgres::connect_with(db, read_connections.max(2)).await?;
+                (Db::Postgres(conn), Db::Postgres(pool), Some(opts))
+            }
+        };
         let signer = Arc::new(signer);
         let waiters = Waiters::default();
         let signals = Signals::default();
@@ -361,10 +471,23 @@ impl Store {
             signer: signer.clone(),
             waiters: waiters.clone(),
             signals: signals.clone(),
+            reconnect,
+            broken: false,
         };
         tokio::spawn(writer.run(rx));
         let wal_backlog = Arc::new(AtomicI64::new(0));
-        tokio::spawn(checkpoint(pool.clone(), wal_backlog.clone()));
+        match &pool {
+            Db::Sqlite(p) => {
+                tokio::spawn(checkpoint(p.clone(), wal_backlog.clone()));
+            }
+            Db::Postgres(p) => {
+                tokio::spawn(postgres::listen::run(
+                    p.clone(),
+                    waiters.clone(),
+                    signals.clone(),
+                ));
+            }
+        }
         Ok(Self {
             pool,
             jobs: tx,
@@ -374,7 +497,24 @@ impl Store {
             wal_backlog,
             permits,
             checkpoints: sinks,
+            replica: Uuid::now_v7().to_string().into(),
+            db_url: db.into(),
         })
+    }
+
+    /// Which database this store runs on.
+    pub fn backend(&self) -> postgres::Backend {
+        self.pool.backend()
+    }
+
+    /// The `db` setting this store was opened with.
+    pub fn db_url(&self) -> &str {
+        &self.db_url
+    }
+
+    /// The read pool, for the operations in this module's children.
+    fn db(&self) -> Db<&SqlitePool, &sqlx::PgPool> {
+        self.pool.as_ref()
     }
 
     /// Starts writing each signed head to the checkpoint file at `path`
@@ -388,7 +528,7 @@ impl Store {
 
     /// Whether the database answers a read (`/readyz`).
     pub async fn ping(&self) -> AppResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        on!(self.db(), sqlite: "SELECT 1", postgres: "SELECT 1", |sql, e| sqlx::query(sql).execute(e).await?.rows_affected());
         Ok(())
     }
 
@@ -407,10 +547,10 @@ impl Store {
                     Err(_) => Err(AppError::Internal(anyhow::anyhow!("a write job panicked"))),
                 };
                 let ok = result.is_ok();
-                let finish: Finisher = Box::new(move |commit_error: Option<String>| {
-                    let _ = tx.send(match commit_error {
+                let finish: Finisher = Box::new(move |failure: Option<CommitFailure>| {
+                    let _ = tx.send(match failure {
                         None => result,
-                        Some(e) => Err(AppError::Internal(anyhow::anyhow!("commit failed: {e}"))),
+                        Some(f) => Err(f.into_error()),
                     });
                 });
                 (ok, finish)
@@ -420,8 +560,10 @@ impl Store {
             .send(job)
             .await
             .map_err(|_| AppError::Unavailable("the service is shutting down".into()))?;
+        // A dropped job was never run: the writer could not reach the
+        // database for its batch, or it is stopping.
         rx.await
-            .map_err(|_| AppError::Unavailable("the writer stopped before answering".into()))?
+            .map_err(|_| AppError::Unavailable(crate::error::DB_UNAVAILABLE.into()))?
     }
 }
 
@@ -454,10 +596,20 @@ struct Writer {
     signer: Arc<Signer>,
     waiters: Waiters,
     signals: Signals,
+    /// PostgreSQL: how to open a new connection when the writer's breaks
+    /// (the server restarted, the network dropped).
+    reconnect: Option<sqlx::postgres::PgConnectOptions>,
+    /// Whether the connection failed in the last batch and must be renewed
+    /// before the next.
+    broken: bool,
 }
 
 /// Jobs in one transaction at most; bounds the latency a batch adds.
 const MAX_BATCH: usize = 256;
+
+/// The notification channel replicas on one PostgreSQL database share
+/// (see `postgres::listen`).
+pub const NOTIFY_CHANNEL: &str = "countersign";
 
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
@@ -471,9 +623,39 @@ impl Writer {
                 }
             }
             metrics::histogram!("countersign_write_batch_size").record(batch.len() as f64);
-            self.run_batch(&mut batch).await;
+            if self.connected().await {
+                self.run_batch(&mut batch).await;
+            } else {
+                // Never run, so their callers hear 503 (see `Store::write`).
+                batch.clear();
+            }
         }
         tracing::debug!("writer stopped");
+    }
+
+    /// Renews a broken PostgreSQL connection; false if the server still
+    /// cannot be reached. SQLite's connection never breaks this way.
+    async fn connected(&mut self) -> bool {
+        if !self.broken {
+            return true;
+        }
+        let Some(opts) = &self.reconnect else {
+            return true;
+        };
+        match PgConnection::connect_with(opts).await {
+            Ok(conn) => {
+                tracing::info!("the writer reconnected to PostgreSQL");
+                self.ctx.conn = Db::Postgres(conn);
+                self.broken = false;
+                // Replicas that wrote meanwhile woke nobody here while the
+                // listener was down; it wakes every waiter when it is back.
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the writer cannot reach PostgreSQL; refusing writes");
+                false
+            }
+        }
     }
 
     async fn run_batch(&mut self, batch: &mut Vec<Job>) {
@@ -484,16 +666,33 @@ impl Writer {
         let mut finishers: Vec<Finisher> = Vec::with_capacity(batch.len());
         let mut signed: Option<checkpoints::Checkpoint> = None;
         let result: Result<(), sqlx::Error> = async {
-            ctx.conn.execute("BEGIN IMMEDIATE").await?;
-            let head: Option<(i64, String, String)> =
-                sqlx::query_as("SELECT seq, hash, ts FROM audit_events ORDER BY seq DESC LIMIT 1")
-                    .fetch_optional(&mut ctx.conn)
+            let head = match ctx.db() {
+                Db::Sqlite(conn) => {
+                    conn.execute("BEGIN IMMEDIATE").await?;
+                    let head: Option<(i64, String, String)> = sqlx::query_as(
+                        "SELECT seq, hash, ts FROM audit_events ORDER BY seq DESC LIMIT 1",
+                    )
+                    .fetch_optional(&mut *conn)
                     .await?;
-            let (seq, hash, ts) = head.unwrap_or((0, audit::GENESIS.to_string(), String::new()));
-            (ctx.head_seq, ctx.head_hash) = (seq, hash);
+                    let (seq, hash, ts) =
+                        head.unwrap_or((0, audit::GENESIS.to_string(), String::new()));
+                    postgres::ChainHead {
+                        seq,
+                        hash,
+                        ts: Some(ts),
+                    }
+                }
+                // Other replicas append to the same chain: the lock makes
+                // this batch's head the one nobody else builds on.
+                Db::Postgres(conn) => {
+                    conn.execute("BEGIN").await?;
+                    postgres::lock_chain_head(conn).await?
+                }
+            };
+            (ctx.head_seq, ctx.head_hash) = (head.seq, head.hash);
             // Event times never go backwards, even if the clock does, so
             // time filters can be turned into seq bounds.
-            if let Some(last) = clock::parse(&ts)
+            if let Some(last) = head.ts.as_deref().and_then(clock::parse)
                 && last > ctx.now
             {
                 ctx.now = last;
@@ -502,8 +701,8 @@ impl Writer {
             ctx.pending_events.clear();
             // Each job runs inside its own savepoint, so a failing job rolls
             // back alone. Releasing one and opening the next is one round
-            // trip to SQLite's thread.
-            ctx.conn.execute("SAVEPOINT job").await?;
+            // trip.
+            ctx.execute("SAVEPOINT job").await?;
             let jobs = batch.len();
             for (i, job) in batch.drain(..).enumerate() {
                 let (seq, hash, effects, events) = (
@@ -515,36 +714,53 @@ impl Writer {
                 let (ok, finish) = job(ctx).await;
                 finishers.push(finish);
                 if !ok {
-                    ctx.conn.execute("ROLLBACK TO job").await?;
+                    ctx.execute("ROLLBACK TO job").await?;
                     (ctx.head_seq, ctx.head_hash) = (seq, hash);
                     ctx.effects.truncate(effects);
                     ctx.pending_events.truncate(events);
                 }
                 if i + 1 < jobs {
-                    ctx.conn.execute("RELEASE job; SAVEPOINT job").await?;
+                    ctx.execute("RELEASE job; SAVEPOINT job").await?;
                 } else {
-                    ctx.conn.execute("RELEASE job").await?;
+                    ctx.execute("RELEASE job").await?;
                 }
             }
             ctx.flush_events().await?;
             if ctx.head_seq != start_seq {
                 let signature = signer.sign(&ctx.head_hash);
-                sqlx::query("INSERT INTO audit_signatures (seq, hash, signature, public_key) VALUES (?, ?, ?, ?)")
-                    .bind(ctx.head_seq)
-                    .bind(&ctx.head_hash)
-                    .bind(&signature)
-                    .bind(signer.public_hex())
-                    .execute(&mut ctx.conn)
-                    .await?;
+                let (seq, hash) = (ctx.head_seq, ctx.head_hash.clone());
+                on!(ctx.db(),
+                    sqlite: "INSERT INTO audit_signatures (seq, hash, signature, public_key) VALUES (?, ?, ?, ?)",
+                    postgres: "INSERT INTO audit_signatures (seq, hash, signature, public_key) VALUES ($1, $2, $3, $4)",
+                    |sql, e| sqlx::query(sql)
+                        .bind(seq)
+                        .bind(&hash)
+                        .bind(&signature)
+                        .bind(signer.public_hex())
+                        .execute(e)
+                        .await?
+                        .rows_affected());
                 signed = Some(checkpoints::Checkpoint {
-                    seq: ctx.head_seq,
-                    hash: ctx.head_hash.clone(),
+                    seq,
+                    hash,
                     ts: clock::fmt(ctx.now),
                     signature,
                     key_id: signer.public_hex().to_string(),
                 });
             }
-            ctx.conn.execute("COMMIT").await?;
+            if let Db::Postgres(conn) = ctx.conn.as_mut() {
+                // Delivered to every replica's listener at COMMIT, and only
+                // if it commits.
+                let notes = notifications(&ctx.effects);
+                if !notes.is_empty() {
+                    sqlx::query("SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n")
+                        .bind(NOTIFY_CHANNEL)
+                        .bind(&notes)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+            }
+            ctx.execute("COMMIT").await?;
             Ok(())
         }
         .await;
@@ -562,13 +778,19 @@ impl Writer {
                 self.apply_effects();
             }
             Err(e) => {
-                tracing::error!(error = %e, "write batch failed; rolled back");
-                let _ = ctx.conn.execute("ROLLBACK").await;
+                let failure = CommitFailure::of(&e);
+                if failure.unavailable {
+                    tracing::warn!(error = %e, "write batch failed: the database is unreachable");
+                    self.broken = self.reconnect.is_some();
+                } else {
+                    tracing::error!(error = %e, "write batch failed; rolled back");
+                }
+                let _ = ctx.execute("ROLLBACK").await;
                 // Jobs never reached (drained but unfinished) drop their
                 // senders, which their callers see as an error.
                 batch.clear();
                 for f in finishers {
-                    f(Some(e.to_string()));
+                    f(Some(failure.clone()));
                 }
             }
         }

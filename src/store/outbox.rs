@@ -6,6 +6,8 @@ use uuid::Uuid;
 
 use crate::clock;
 use crate::error::AppResult;
+use crate::store::backend::Db;
+use crate::store::postgres::Backend;
 use crate::store::{Store, WriteCtx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -31,93 +33,140 @@ impl OutboxItem {
 }
 
 /// The head row of each lane that is due now, for the given kinds.
+///
+/// On PostgreSQL several replicas share the outbox, so the rows are also
+/// claimed: each gets a lease (`locked_by` this replica, `locked_until`
+/// `now + lease`) in the same statement, with `FOR UPDATE SKIP LOCKED` so
+/// two replicas claiming at once take different rows. A row leased to
+/// another replica is not due here until its lease has passed; then it is
+/// anyone's (the replica that held it died mid-delivery). Only a lane's
+/// head is ever due, on either backend, so a message update never
+/// overtakes its post wherever it runs.
 pub async fn due(
     store: &Store,
     kinds: &[String],
     now: DateTime<Utc>,
     limit: i64,
+    lease: std::time::Duration,
 ) -> AppResult<Vec<OutboxItem>> {
     if kinds.is_empty() {
         return Ok(vec![]);
     }
-    let marks = vec!["?"; kinds.len()].join(",");
-    let sql = format!(
-        "SELECT o.id, o.kind, o.lane, o.request_id, o.payload, o.attempts, o.created_at FROM outbox o \
-         WHERE o.done_at IS NULL AND o.next_attempt_at <= ? AND o.kind IN ({marks}) \
-         AND o.id = (SELECT MIN(id) FROM outbox WHERE lane = o.lane AND done_at IS NULL) \
-         ORDER BY o.next_attempt_at, o.id LIMIT ?"
-    );
-    let mut q = sqlx::query_as::<_, OutboxItem>(sqlx::AssertSqlSafe(sql)).bind(clock::fmt(now));
-    for k in kinds {
-        q = q.bind(k);
+    let now = clock::fmt(now);
+    match store.db() {
+        Db::Sqlite(pool) => {
+            let marks = vec!["?"; kinds.len()].join(",");
+            let sql = format!(
+                "SELECT o.id, o.kind, o.lane, o.request_id, o.payload, o.attempts, o.created_at FROM outbox o \
+                 WHERE o.done_at IS NULL AND o.next_attempt_at <= ? AND o.kind IN ({marks}) \
+                 AND o.id = (SELECT MIN(id) FROM outbox WHERE lane = o.lane AND done_at IS NULL) \
+                 ORDER BY o.next_attempt_at, o.id LIMIT ?"
+            );
+            let mut q = sqlx::query_as::<_, OutboxItem>(sqlx::AssertSqlSafe(sql)).bind(&now);
+            for k in kinds {
+                q = q.bind(k);
+            }
+            Ok(q.bind(limit).fetch_all(pool).await?)
+        }
+        Db::Postgres(pool) => Ok(sqlx::query_as::<_, OutboxItem>(
+            "UPDATE outbox AS u SET locked_by = $3, \
+                 locked_until = $1::timestamptz + make_interval(secs => $2) \
+             FROM (SELECT o.id FROM outbox o \
+                   WHERE o.done_at IS NULL AND o.next_attempt_at <= $1::timestamptz \
+                   AND o.kind = ANY($4) \
+                   AND (o.locked_until IS NULL OR o.locked_until <= $1::timestamptz) \
+                   AND o.id = (SELECT MIN(id) FROM outbox WHERE lane = o.lane AND done_at IS NULL) \
+                   ORDER BY o.next_attempt_at, o.id LIMIT $5 \
+                   FOR UPDATE OF o SKIP LOCKED) AS claimed \
+             WHERE u.id = claimed.id \
+             RETURNING u.id, u.kind, u.lane, u.request_id::text AS request_id, u.payload::text AS payload, \
+                 u.attempts::bigint AS attempts, cs_ts(u.created_at) AS created_at",
+        )
+        .bind(&now)
+        .bind(lease.as_secs_f64())
+        .bind(&*store.replica)
+        .bind(kinds)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?),
     }
-    Ok(q.bind(limit).fetch_all(&store.pool).await?)
 }
 
-/// Whether `item` is still as `due` read it: not finished, and not
-/// attempted since. `due` reads a snapshot; one taken just before another
-/// attempt on the row committed can still list the row after its lane is
-/// free again, and must not deliver it twice.
+/// Whether `item` is still as `due` read it: not finished, not attempted
+/// since, and (PostgreSQL) still leased to this replica. `due` reads a
+/// snapshot; one taken just before another attempt on the row committed
+/// can still list the row after its lane is free again, and must not
+/// deliver it twice.
 pub async fn still_due(store: &Store, item: &OutboxItem) -> AppResult<bool> {
-    let row: Option<(Option<String>, i64)> =
-        sqlx::query_as("SELECT done_at, attempts FROM outbox WHERE id = ?")
-            .bind(item.id)
-            .fetch_optional(&store.pool)
-            .await?;
-    Ok(matches!(row, Some((None, attempts)) if attempts == item.attempts))
+    let row: Option<(Option<String>, i64, Option<String>)> = on!(store.db(),
+        sqlite: "SELECT done_at, attempts, NULL FROM outbox WHERE id = ?",
+        postgres: "SELECT cs_ts(done_at), attempts::bigint, locked_by FROM outbox WHERE id = $1",
+        |sql, e| sqlx::query_as(sql).bind(item.id).fetch_optional(e).await?);
+    let ours = |by: &Option<String>| match store.backend() {
+        Backend::Sqlite => true,
+        Backend::Postgres => by.as_deref() == Some(&*store.replica),
+    };
+    Ok(matches!(row, Some((None, attempts, by)) if attempts == item.attempts && ours(&by)))
 }
 
-/// When the next undone row becomes due, if any.
+/// When the next undone row becomes due (or, leased to another replica,
+/// free again), if any.
 pub async fn next_due(store: &Store, kinds: &[String]) -> AppResult<Option<DateTime<Utc>>> {
     if kinds.is_empty() {
         return Ok(None);
     }
-    let marks = vec!["?"; kinds.len()].join(",");
-    let sql = format!(
-        "SELECT MIN(next_attempt_at) FROM outbox WHERE done_at IS NULL AND kind IN ({marks})"
-    );
-    let mut q = sqlx::query_scalar::<_, Option<String>>(sqlx::AssertSqlSafe(sql));
-    for k in kinds {
-        q = q.bind(k);
-    }
-    Ok(q.fetch_one(&store.pool)
-        .await?
-        .as_deref()
-        .and_then(clock::parse))
+    let next: Option<String> = match store.db() {
+        Db::Sqlite(pool) => {
+            let marks = vec!["?"; kinds.len()].join(",");
+            let sql = format!(
+                "SELECT MIN(next_attempt_at) FROM outbox WHERE done_at IS NULL AND kind IN ({marks})"
+            );
+            let mut q = sqlx::query_scalar::<_, Option<String>>(sqlx::AssertSqlSafe(sql));
+            for k in kinds {
+                q = q.bind(k);
+            }
+            q.fetch_one(pool).await?
+        }
+        Db::Postgres(pool) => sqlx::query_scalar(
+            "SELECT cs_ts(MIN(GREATEST(next_attempt_at, COALESCE(locked_until, next_attempt_at)))) \
+                 FROM outbox WHERE done_at IS NULL AND kind = ANY($1)",
+        )
+        .bind(kinds)
+        .fetch_one(pool)
+        .await?,
+    };
+    Ok(next.as_deref().and_then(clock::parse))
 }
 
 pub async fn backlog(store: &Store) -> AppResult<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE done_at IS NULL")
-            .fetch_one(&store.pool)
-            .await?,
-    )
+    Ok(on!(store.db(),
+        sqlite: "SELECT COUNT(*) FROM outbox WHERE done_at IS NULL",
+        postgres: "SELECT COUNT(*) FROM outbox WHERE done_at IS NULL",
+        |sql, e| sqlx::query_scalar(sql).fetch_one(e).await?))
 }
 
 /// Whether a row of `kind` queued after `item` in its lane is still undone.
 pub async fn later_queued(store: &Store, item: &OutboxItem, kind: &str) -> AppResult<bool> {
-    let later: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM outbox WHERE lane = ? AND kind = ? AND id > ? AND done_at IS NULL LIMIT 1",
-    )
-    .bind(&item.lane)
-    .bind(kind)
-    .bind(item.id)
-    .fetch_optional(&store.pool)
-    .await?;
+    let later: Option<i64> = on!(store.db(),
+        sqlite: "SELECT id FROM outbox WHERE lane = ? AND kind = ? AND id > ? AND done_at IS NULL LIMIT 1",
+        postgres: "SELECT id FROM outbox WHERE lane = $1 AND kind = $2 AND id > $3 AND done_at IS NULL LIMIT 1",
+        |sql, e| sqlx::query_scalar(sql)
+            .bind(&item.lane)
+            .bind(kind)
+            .bind(item.id)
+            .fetch_optional(e)
+            .await?);
     Ok(later.is_some())
 }
 
 /// Finishes row `id` as delivered after `attempts` attempts.
 pub async fn delivered(ctx: &mut WriteCtx, id: i64, attempts: i64) -> AppResult<()> {
     let now = ctx.now_str();
-    sqlx::query(
-        "UPDATE outbox SET done_at = ?, outcome = 'delivered', attempts = ?, last_error = NULL WHERE id = ?",
-    )
-    .bind(&now)
-    .bind(attempts)
-    .bind(id)
-    .execute(&mut ctx.conn)
-    .await?;
+    on!(ctx.db(),
+        sqlite: "UPDATE outbox SET done_at = ?, outcome = 'delivered', attempts = ?, last_error = NULL WHERE id = ?",
+        postgres: "UPDATE outbox SET done_at = $1::timestamptz, outcome = 'delivered', attempts = $2, last_error = NULL, \
+                   locked_by = NULL, locked_until = NULL WHERE id = $3",
+        |sql, e| sqlx::query(sql).bind(&now).bind(attempts).bind(id).execute(e).await?.rows_affected());
     Ok(())
 }
 
@@ -129,28 +178,23 @@ pub async fn retry_at(
     error: &str,
     at: DateTime<Utc>,
 ) -> AppResult<()> {
-    sqlx::query("UPDATE outbox SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ?")
-        .bind(attempts)
-        .bind(error)
-        .bind(clock::fmt(at))
-        .bind(id)
-        .execute(&mut ctx.conn)
-        .await?;
+    let at = clock::fmt(at);
+    on!(ctx.db(),
+        sqlite: "UPDATE outbox SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ?",
+        postgres: "UPDATE outbox SET attempts = $1, last_error = $2, next_attempt_at = $3::timestamptz, \
+                   locked_by = NULL, locked_until = NULL WHERE id = $4",
+        |sql, e| sqlx::query(sql).bind(attempts).bind(error).bind(&at).bind(id).execute(e).await?.rows_affected());
     Ok(())
 }
 
 /// Finishes row `id` as failed for good.
 pub async fn failed(ctx: &mut WriteCtx, id: i64, attempts: i64, error: &str) -> AppResult<()> {
     let now = ctx.now_str();
-    sqlx::query(
-        "UPDATE outbox SET done_at = ?, outcome = 'failed', attempts = ?, last_error = ? WHERE id = ?",
-    )
-    .bind(&now)
-    .bind(attempts)
-    .bind(error)
-    .bind(id)
-    .execute(&mut ctx.conn)
-    .await?;
+    on!(ctx.db(),
+        sqlite: "UPDATE outbox SET done_at = ?, outcome = 'failed', attempts = ?, last_error = ? WHERE id = ?",
+        postgres: "UPDATE outbox SET done_at = $1::timestamptz, outcome = 'failed', attempts = $2, last_error = $3, \
+                   locked_by = NULL, locked_until = NULL WHERE id = $4",
+        |sql, e| sqlx::query(sql).bind(&now).bind(attempts).bind(error).bind(id).execute(e).await?.rows_affected());
     Ok(())
 }
 
@@ -173,10 +217,11 @@ pub struct OutboxEntry {
 
 /// Every row, oldest first.
 pub async fn entries(store: &Store) -> AppResult<Vec<OutboxEntry>> {
-    Ok(sqlx::query_as(
-        "SELECT id, kind, lane, request_id, payload, attempts, next_attempt_at, last_error, outcome, done_at \
-         FROM outbox ORDER BY id",
-    )
-    .fetch_all(&store.pool)
-    .await?)
+    Ok(on!(store.db(),
+        sqlite: "SELECT id, kind, lane, request_id, payload, attempts, next_attempt_at, last_error, outcome, done_at \
+                 FROM outbox ORDER BY id",
+        postgres: "SELECT id, kind, lane, request_id::text AS request_id, payload::text AS payload, \
+                   attempts::bigint AS attempts, cs_ts(next_attempt_at) AS next_attempt_at, last_error, outcome, \
+                   cs_ts(done_at) AS done_at FROM outbox ORDER BY id",
+        |sql, e| sqlx::query_as(sql).fetch_all(e).await?))
 }

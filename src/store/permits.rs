@@ -12,12 +12,13 @@ use crate::error::AppResult;
 /// Read from the trail, not from a table of its own, so what is served is
 /// what the chain holds.
 pub async fn issued_claims(store: &Store, request_id: Uuid) -> AppResult<Option<String>> {
-    Ok(sqlx::query_scalar::<_, String>(
-        "SELECT data FROM audit_events WHERE request_id = ? AND kind = 'permit.issued' ORDER BY seq LIMIT 1",
-    )
-    .bind(request_id.to_string())
-    .fetch_optional(&store.pool)
-    .await?)
+    Ok(on!(store.db(),
+        sqlite: "SELECT data FROM audit_events WHERE request_id = ? AND kind = 'permit.issued' ORDER BY seq LIMIT 1",
+        postgres: "SELECT data FROM audit_events WHERE request_id = $1 AND kind = 'permit.issued' ORDER BY seq LIMIT 1",
+        |sql, e| sqlx::query_scalar::<_, String>(sql)
+            .bind(request_id.to_string())
+            .fetch_optional(e)
+            .await?))
 }
 
 /// Who redeemed a permit, and when.
@@ -37,25 +38,28 @@ pub async fn redeem(
     key_id: Uuid,
     at: &str,
 ) -> AppResult<Result<(), Redemption>> {
-    let inserted = sqlx::query(
-        "INSERT INTO permit_redemptions (jti, redeemed_by, key_id, redeemed_at) VALUES (?, ?, ?, ?) \
-         ON CONFLICT (jti) DO NOTHING",
-    )
-    .bind(jti.to_string())
-    .bind(by)
-    .bind(key_id.to_string())
-    .bind(at)
-    .execute(&mut ctx.conn)
-    .await?
-    .rows_affected();
+    let inserted = on!(ctx.db(),
+        sqlite: "INSERT INTO permit_redemptions (jti, redeemed_by, key_id, redeemed_at) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (jti) DO NOTHING",
+        postgres: "INSERT INTO permit_redemptions (jti, redeemed_by, key_id, redeemed_at) \
+                   VALUES ($1::uuid, $2, $3::uuid, $4::timestamptz) ON CONFLICT (jti) DO NOTHING",
+        |sql, e| sqlx::query(sql)
+            .bind(jti.to_string())
+            .bind(by)
+            .bind(key_id.to_string())
+            .bind(at)
+            .execute(e)
+            .await?
+            .rows_affected());
     if inserted == 1 {
         return Ok(Ok(()));
     }
-    let earlier = sqlx::query_as::<_, Redemption>(
-        "SELECT redeemed_by, redeemed_at FROM permit_redemptions WHERE jti = ?",
-    )
-    .bind(jti.to_string())
-    .fetch_one(&mut ctx.conn)
-    .await?;
+    let earlier = on!(ctx.db(),
+        sqlite: "SELECT redeemed_by, redeemed_at FROM permit_redemptions WHERE jti = ?",
+        postgres: "SELECT redeemed_by, cs_ts(redeemed_at) AS redeemed_at FROM permit_redemptions WHERE jti = $1::uuid",
+        |sql, e| sqlx::query_as::<_, Redemption>(sql)
+            .bind(jti.to_string())
+            .fetch_one(e)
+            .await?);
     Ok(Err(earlier))
 }

@@ -2,12 +2,13 @@
 
 use serde::Serialize;
 use serde_json::{Value, json};
-use sqlx::{SqliteConnection, SqliteExecutor};
+use sqlx::{PgConnection, SqliteConnection};
 
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::audit::{self, StoredEvent};
+use super::backend::Db;
 use super::{Store, WriteCtx};
 use crate::domain::policy::OnExpiry;
 use crate::domain::replay::{self, EventRef, State};
@@ -169,6 +170,25 @@ pub const SELECT: &str = "SELECT id, action, resource, summary, justification, d
     teams_conversation, callback_url, payload_sha256, created_at, expires_at, decided_at, decided_by, final_reason, \
     idempotency_hash FROM approval_requests";
 
+/// [`SELECT`] on PostgreSQL: the same columns as text.
+const PG_SELECT: &str = "SELECT id::text AS id, action, resource, summary, justification, details::text AS details, \
+    risk, requester, key_id::text AS key_id, key_owner, on_behalf_of, status, policy_rule, policy_version, \
+    required_approvals::bigint AS required_approvals, approvers::text AS approvers, on_expiry, slack_channel, \
+    teams_conversation, callback_url, payload_sha256, cs_ts(created_at) AS created_at, \
+    cs_ts(expires_at) AS expires_at, cs_ts(decided_at) AS decided_at, decided_by, final_reason, \
+    idempotency_hash FROM approval_requests";
+
+/// A connection of either backend, inside a transaction.
+type ConnRef<'a> = Db<&'a mut SqliteConnection, &'a mut PgConnection>;
+
+/// Reborrows a connection for one more statement.
+fn again<'a>(conn: &'a mut ConnRef<'_>) -> ConnRef<'a> {
+    match conn {
+        Db::Sqlite(c) => Db::Sqlite(&mut **c),
+        Db::Postgres(c) => Db::Postgres(&mut **c),
+    }
+}
+
 fn corrupt(what: &str, id: &str) -> AppError {
     AppError::Internal(anyhow::anyhow!("stored request {id} has a bad {what}"))
 }
@@ -229,13 +249,13 @@ impl RequestRow {
     }
 }
 
-async fn decisions<'e>(db: impl SqliteExecutor<'e>, id: &str) -> AppResult<Vec<DecisionView>> {
-    Ok(sqlx::query_as::<_, DecisionView>(
-        "SELECT principal, verdict, comment, channel, created_at AS at FROM decisions WHERE request_id = ? ORDER BY id",
-    )
-    .bind(id)
-    .fetch_all(db)
-    .await?)
+async fn decisions(conn: ConnRef<'_>, id: &str) -> AppResult<Vec<DecisionView>> {
+    Ok(on!(conn,
+        sqlite: "SELECT principal, verdict, comment, channel, created_at AS at FROM decisions \
+                 WHERE request_id = ? ORDER BY id",
+        postgres: "SELECT principal, verdict, comment, channel, cs_ts(created_at) AS at FROM decisions \
+                   WHERE request_id = $1::uuid ORDER BY id",
+        |sql, e| sqlx::query_as::<_, DecisionView>(sql).bind(id).fetch_all(e).await?))
 }
 
 /// Reads one request with its decisions (a read outside the writer),
@@ -245,29 +265,28 @@ async fn decisions<'e>(db: impl SqliteExecutor<'e>, id: &str) -> AppResult<Vec<D
 /// tampering.
 pub async fn get(store: &Store, id: Uuid) -> AppResult<Option<Approval>> {
     let mut tx = store.pool.begin().await?;
-    let Some((row, decisions)) = load_parts(&mut tx, id).await? else {
+    let Some((row, decisions)) = load_parts(tx.conn(), id).await? else {
         return Ok(None);
     };
-    let events = request_events(&mut tx, &row.id).await?;
+    let events = request_events(tx.conn(), &row.id).await?;
     tx.commit().await?;
     check(&row, &decisions, &events)?;
     row.into_approval(decisions).map(Some)
 }
 
 async fn load_parts(
-    conn: &mut SqliteConnection,
+    mut conn: ConnRef<'_>,
     id: Uuid,
 ) -> AppResult<Option<(RequestRow, Vec<DecisionView>)>> {
     let id = id.to_string();
-    let Some(row) =
-        sqlx::query_as::<_, RequestRow>(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = ?")))
-            .bind(&id)
-            .fetch_optional(&mut *conn)
-            .await?
-    else {
+    let row = on!(again(&mut conn),
+        sqlite: sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = ?")),
+        postgres: sqlx::AssertSqlSafe(format!("{PG_SELECT} WHERE id = $1::uuid")),
+        |sql, e| sqlx::query_as::<_, RequestRow>(sql).bind(&id).fetch_optional(e).await?);
+    let Some(row) = row else {
         return Ok(None);
     };
-    let decisions = decisions(&mut *conn, &id).await?;
+    let decisions = decisions(conn, &id).await?;
     Ok(Some((row, decisions)))
 }
 
@@ -275,7 +294,7 @@ async fn load_parts(
 /// for reading back what the same job has just written (its events are not
 /// flushed yet); anything the job decides on comes from [`load_checked`].
 pub async fn load(ctx: &mut WriteCtx, id: Uuid) -> AppResult<Option<Approval>> {
-    match load_parts(&mut ctx.conn, id).await? {
+    match load_parts(ctx.db(), id).await? {
         None => Ok(None),
         Some((row, decisions)) => row.into_approval(decisions).map(Some),
     }
@@ -285,24 +304,23 @@ pub async fn load(ctx: &mut WriteCtx, id: Uuid) -> AppResult<Option<Approval>> {
 /// events (those committed and those this batch has appended but not yet
 /// written), so the decision path never acts on a forged row.
 pub async fn load_checked(ctx: &mut WriteCtx, id: Uuid) -> AppResult<Option<Approval>> {
-    let Some((row, decisions)) = load_parts(&mut ctx.conn, id).await? else {
+    let Some((row, decisions)) = load_parts(ctx.db(), id).await? else {
         return Ok(None);
     };
-    let mut events = request_events(&mut ctx.conn, &row.id).await?;
+    let mut events = request_events(ctx.db(), &row.id).await?;
     events.extend(ctx.pending_for(&row.id).cloned());
     check(&row, &decisions, &events)?;
     row.into_approval(decisions).map(Some)
 }
 
 /// A request's events, oldest first, through the `audit_events_request` index.
-async fn request_events(conn: &mut SqliteConnection, id: &str) -> AppResult<Vec<StoredEvent>> {
-    Ok(sqlx::query_as::<_, StoredEvent>(
-        "SELECT seq, ts, actor, request_id, action, kind, data, prev_hash, hash \
-         FROM audit_events WHERE request_id = ? ORDER BY seq",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?)
+async fn request_events(conn: ConnRef<'_>, id: &str) -> AppResult<Vec<StoredEvent>> {
+    Ok(on!(conn,
+        sqlite: "SELECT seq, ts, actor, request_id, action, kind, data, prev_hash, hash \
+                 FROM audit_events WHERE request_id = ? ORDER BY seq",
+        postgres: "SELECT seq, ts, actor, request_id, action, kind, data, prev_hash, hash \
+                   FROM audit_events WHERE request_id = $1 ORDER BY seq",
+        |sql, e| sqlx::query_as::<_, StoredEvent>(sql).bind(id).fetch_all(e).await?))
 }
 
 /// The state a stored row (and its decisions) claims, in the form
@@ -470,13 +488,14 @@ pub async fn find_idempotent(
     requester: &Principal,
     key: &str,
 ) -> AppResult<Option<Approval>> {
-    let id: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM approval_requests WHERE requester = ? AND idempotency_key = ?",
-    )
-    .bind(requester.as_str())
-    .bind(key)
-    .fetch_optional(&mut ctx.conn)
-    .await?;
+    let id: Option<String> = on!(ctx.db(),
+        sqlite: "SELECT id FROM approval_requests WHERE requester = ? AND idempotency_key = ?",
+        postgres: "SELECT id::text FROM approval_requests WHERE requester = $1 AND idempotency_key = $2",
+        |sql, e| sqlx::query_scalar(sql)
+            .bind(requester.as_str())
+            .bind(key)
+            .fetch_optional(e)
+            .await?);
     match id {
         None => Ok(None),
         Some(id) => load_checked(ctx, Uuid::parse_str(&id).map_err(|_| corrupt("id", &id))?).await,
@@ -498,47 +517,55 @@ pub struct ListFilter {
 
 /// Newest first, paged by id (UUID v7 sorts by creation time).
 pub async fn list(store: &Store, f: &ListFilter) -> AppResult<Vec<Approval>> {
-    let mut sql = format!("{SELECT} WHERE 1 = 1");
-    if f.status.is_some() {
-        sql.push_str(" AND status = ?");
-    }
-    if f.action.is_some() {
-        sql.push_str(" AND action GLOB ?");
-    }
-    if f.requester.is_some() {
-        sql.push_str(" AND requester = ?");
-    }
-    if f.visible_to.is_some() {
-        sql.push_str(" AND requester = ?");
-    }
-    if f.before.is_some() {
-        sql.push_str(" AND id < ?");
-    }
-    sql.push_str(" ORDER BY id DESC LIMIT ?");
-    let mut q = sqlx::query_as::<_, RequestRow>(sqlx::AssertSqlSafe(sql));
+    let pg = store.backend() == super::postgres::Backend::Postgres;
+    // Conditions with `?` marks (numbered for PostgreSQL below) and the
+    // text each binds, in order.
+    let mut conds: Vec<(&str, String)> = Vec::new();
     if let Some(s) = f.status {
-        q = q.bind(s.as_str());
+        conds.push(("status = ?", s.as_str().to_string()));
     }
     if let Some(a) = &f.action {
-        q = q.bind(a);
+        if pg {
+            conds.push(("action ~ ?", super::backend::glob_to_regex(a)));
+        } else {
+            conds.push(("action GLOB ?", a.clone()));
+        }
     }
     if let Some(r) = &f.requester {
-        q = q.bind(r);
+        conds.push(("requester = ?", r.clone()));
     }
     if let Some(r) = &f.visible_to {
-        q = q.bind(r);
+        conds.push(("requester = ?", r.clone()));
     }
     if let Some(b) = f.before {
-        q = q.bind(b.to_string());
+        conds.push((if pg { "id < ?::uuid" } else { "id < ?" }, b.to_string()));
+    }
+    let mut sql = format!("{} WHERE 1 = 1", if pg { PG_SELECT } else { SELECT });
+    for (c, _) in &conds {
+        sql.push_str(" AND ");
+        sql.push_str(c);
+    }
+    sql.push_str(" ORDER BY id DESC LIMIT ?");
+    if pg {
+        sql = super::backend::numbered(&sql, 1);
     }
     // Lists are checked too (a page is at most a few hundred requests, each
     // a handful of indexed rows): a forged row is never served by any read.
     let mut tx = store.pool.begin().await?;
-    let rows = q.bind(f.limit as i64).fetch_all(&mut *tx).await?;
+    let rows = on!(tx.conn(),
+    sqlite: sqlx::AssertSqlSafe(sql),
+    postgres: sqlx::AssertSqlSafe(sql),
+    |sql, e| {
+        let mut q = sqlx::query_as::<_, RequestRow>(sql);
+        for (_, v) in &conds {
+            q = q.bind(v);
+        }
+        q.bind(f.limit as i64).fetch_all(e).await?
+    });
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        let d = decisions(&mut *tx, &row.id).await?;
-        let events = request_events(&mut tx, &row.id).await?;
+        let d = decisions(tx.conn(), &row.id).await?;
+        let events = request_events(tx.conn(), &row.id).await?;
         check(&row, &d, &events)?;
         out.push(row.into_approval(d)?);
     }
@@ -612,13 +639,19 @@ impl NewRow<'_> {
 /// writer's SQLite thread per request.
 pub async fn insert(ctx: &mut WriteCtx, r: &NewRow<'_>) -> AppResult<Approval> {
     let row = r.row();
-    sqlx::query(
-        "INSERT INTO approval_requests (id, action, resource, summary, justification, details, risk, requester, \
+    on!(ctx.db(),
+        sqlite: "INSERT INTO approval_requests (id, action, resource, summary, justification, details, risk, requester, \
          key_id, key_owner, on_behalf_of, status, policy_rule, policy_version, required_approvals, approvers, \
          on_expiry, slack_channel, teams_conversation, callback_url, payload_sha256, created_at, expires_at, \
          decided_at, decided_by, final_reason, idempotency_key, idempotency_hash) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
+        postgres: "INSERT INTO approval_requests (id, action, resource, summary, justification, details, risk, requester, \
+         key_id, key_owner, on_behalf_of, status, policy_rule, policy_version, required_approvals, approvers, \
+         on_expiry, slack_channel, teams_conversation, callback_url, payload_sha256, created_at, expires_at, \
+         decided_at, decided_by, final_reason, idempotency_key, idempotency_hash) \
+         VALUES ($1::uuid, $2, $3, $4, $5, $6::json, $7, $8, $9::uuid, $10, $11, $12, $13, $14, $15, $16::json, \
+         $17, $18, $19, $20, $21, $22::timestamptz, $23::timestamptz, $24::timestamptz, $25, $26, $27, $28)",
+        |sql, e| sqlx::query(sql)
     .bind(&row.id)
     .bind(&row.action)
     .bind(&row.resource)
@@ -647,8 +680,9 @@ pub async fn insert(ctx: &mut WriteCtx, r: &NewRow<'_>) -> AppResult<Approval> {
     .bind(&row.final_reason)
     .bind(r.idempotency_key)
     .bind(&row.idempotency_hash)
-    .execute(&mut ctx.conn)
-    .await?;
+    .execute(e)
+    .await?
+    .rows_affected());
     row.into_approval(vec![])
 }
 
@@ -661,17 +695,21 @@ pub async fn insert_decision(
     channel: &str,
     at: &str,
 ) -> AppResult<()> {
-    sqlx::query(
-        "INSERT INTO decisions (request_id, principal, verdict, comment, channel, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(id.to_string())
-    .bind(who.as_str())
-    .bind(verdict.as_str())
-    .bind(comment)
-    .bind(channel)
-    .bind(at)
-    .execute(&mut ctx.conn)
-    .await?;
+    on!(ctx.db(),
+        sqlite: "INSERT INTO decisions (request_id, principal, verdict, comment, channel, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+        postgres: "INSERT INTO decisions (request_id, principal, verdict, comment, channel, created_at) \
+                   VALUES ($1::uuid, $2, $3, $4, $5, $6::timestamptz)",
+        |sql, e| sqlx::query(sql)
+            .bind(id.to_string())
+            .bind(who.as_str())
+            .bind(verdict.as_str())
+            .bind(comment)
+            .bind(channel)
+            .bind(at)
+            .execute(e)
+            .await?
+            .rows_affected());
     Ok(())
 }
 
@@ -686,18 +724,21 @@ pub async fn finalize(
     by: &str,
     reason: &str,
 ) -> AppResult<()> {
-    let done = sqlx::query(
-        "UPDATE approval_requests SET status = ?, decided_at = ?, decided_by = ?, final_reason = ? \
-         WHERE id = ? AND status = 'pending'",
-    )
-    .bind(status.as_str())
-    .bind(at)
-    .bind(by)
-    .bind(reason)
-    .bind(id.to_string())
-    .execute(&mut ctx.conn)
-    .await?;
-    if done.rows_affected() != 1 {
+    let done = on!(ctx.db(),
+        sqlite: "UPDATE approval_requests SET status = ?, decided_at = ?, decided_by = ?, final_reason = ? \
+                 WHERE id = ? AND status = 'pending'",
+        postgres: "UPDATE approval_requests SET status = $1, decided_at = $2::timestamptz, decided_by = $3, \
+                   final_reason = $4 WHERE id = $5::uuid AND status = 'pending'",
+        |sql, e| sqlx::query(sql)
+            .bind(status.as_str())
+            .bind(at)
+            .bind(by)
+            .bind(reason)
+            .bind(id.to_string())
+            .execute(e)
+            .await?
+            .rows_affected());
+    if done != 1 {
         return Err(AppError::Conflict(format!(
             "request {id} is no longer pending"
         )));
@@ -708,25 +749,25 @@ pub async fn finalize(
 /// The action of a request, for the audit events written about it (an
 /// outbox delivery, say); `None` if no such request exists.
 pub async fn action_of(ctx: &mut WriteCtx, id: Uuid) -> AppResult<Option<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT action FROM approval_requests WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&mut ctx.conn)
-            .await?,
-    )
+    Ok(on!(ctx.db(),
+        sqlite: "SELECT action FROM approval_requests WHERE id = ?",
+        postgres: "SELECT action FROM approval_requests WHERE id = $1::uuid",
+        |sql, e| sqlx::query_scalar(sql).bind(id.to_string()).fetch_optional(e).await?))
 }
 
 /// Pending requests whose deadline is at or before `now`, earliest first,
 /// at most `limit` of them (the expiry sweeper's batch).
 pub async fn overdue(ctx: &mut WriteCtx, now: &str, limit: u32) -> AppResult<Vec<Uuid>> {
-    let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM approval_requests WHERE status = 'pending' AND expires_at <= ? \
-         ORDER BY expires_at LIMIT ?",
-    )
-    .bind(now)
-    .bind(i64::from(limit))
-    .fetch_all(&mut ctx.conn)
-    .await?;
+    let ids: Vec<String> = on!(ctx.db(),
+        sqlite: "SELECT id FROM approval_requests WHERE status = 'pending' AND expires_at <= ? \
+                 ORDER BY expires_at LIMIT ?",
+        postgres: "SELECT id::text FROM approval_requests WHERE status = 'pending' \
+                   AND expires_at <= $1::timestamptz ORDER BY expires_at LIMIT $2",
+        |sql, e| sqlx::query_scalar(sql)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(e)
+            .await?);
     ids.iter()
         .map(|id| Uuid::parse_str(id).map_err(|_| corrupt("id", id)))
         .collect()
@@ -734,19 +775,17 @@ pub async fn overdue(ctx: &mut WriteCtx, now: &str, limit: u32) -> AppResult<Vec
 
 /// The earliest deadline among pending requests, if any is pending.
 pub async fn next_deadline(store: &Store) -> AppResult<Option<chrono::DateTime<chrono::Utc>>> {
-    let next: Option<String> = sqlx::query_scalar(
-        "SELECT MIN(expires_at) FROM approval_requests WHERE status = 'pending'",
-    )
-    .fetch_one(&store.pool)
-    .await?;
+    let next: Option<String> = on!(store.db(),
+        sqlite: "SELECT MIN(expires_at) FROM approval_requests WHERE status = 'pending'",
+        postgres: "SELECT cs_ts(MIN(expires_at)) FROM approval_requests WHERE status = 'pending'",
+        |sql, e| sqlx::query_scalar(sql).fetch_one(e).await?);
     Ok(next.as_deref().and_then(crate::clock::parse))
 }
 
 /// How many requests are pending (the `countersign_pending_requests` gauge).
 pub async fn pending_count(store: &Store) -> AppResult<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT COUNT(*) FROM approval_requests WHERE status = 'pending'")
-            .fetch_one(&store.pool)
-            .await?,
-    )
+    Ok(on!(store.db(),
+        sqlite: "SELECT COUNT(*) FROM approval_requests WHERE status = 'pending'",
+        postgres: "SELECT COUNT(*) FROM approval_requests WHERE status = 'pending'",
+        |sql, e| sqlx::query_scalar(sql).fetch_one(e).await?))
 }

@@ -63,7 +63,8 @@ impl FromStr for Table {
 pub async fn count(store: &Store, table: Table) -> AppResult<i64> {
     // The name comes from the fixed list above, never from input.
     let sql = format!("SELECT COUNT(*) FROM {}", table.name());
-    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .fetch_one(&store.pool)
-        .await?)
+    Ok(on!(store.db(),
+        sqlite: sqlx::AssertSqlSafe(sql),
+        postgres: sqlx::AssertSqlSafe(sql),
+        |sql, e| sqlx::query_scalar(sql).fetch_one(e).await?))
 }

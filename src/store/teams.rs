@@ -38,63 +38,66 @@ pub struct Captured {
 
 const SELECT: &str = "SELECT conversation_id, service_url, tenant_id, conversation_type, team_id, team_name, \
     name, added_by, is_default, created_at, updated_at, removed_at FROM teams_conversations";
+const PG_SELECT: &str = "SELECT conversation_id, service_url, tenant_id, conversation_type, team_id, team_name, \
+    name, added_by, is_default, cs_ts(created_at) AS created_at, cs_ts(updated_at) AS updated_at, \
+    cs_ts(removed_at) AS removed_at FROM teams_conversations";
 
 /// Every conversation, the default first.
 pub async fn list(store: &Store) -> AppResult<Vec<Conversation>> {
-    Ok(
-        sqlx::query_as::<_, Conversation>(sqlx::AssertSqlSafe(format!(
-            "{SELECT} ORDER BY is_default DESC, team_name, name, conversation_id"
-        )))
-        .fetch_all(&store.pool)
-        .await?,
-    )
+    // NULLs sort first on SQLite and last on PostgreSQL unless told.
+    let order =
+        "ORDER BY is_default DESC, team_name NULLS FIRST, name NULLS FIRST, conversation_id";
+    Ok(on!(store.db(),
+        sqlite: sqlx::AssertSqlSafe(format!("{SELECT} {order}")),
+        postgres: sqlx::AssertSqlSafe(format!("{PG_SELECT} {order}")),
+        |sql, e| sqlx::query_as::<_, Conversation>(sql).fetch_all(e).await?))
 }
 
 pub async fn get(store: &Store, id: &str) -> AppResult<Option<Conversation>> {
-    Ok(
-        sqlx::query_as::<_, Conversation>(sqlx::AssertSqlSafe(format!(
-            "{SELECT} WHERE conversation_id = ?"
-        )))
-        .bind(id)
-        .fetch_optional(&store.pool)
-        .await?,
-    )
+    Ok(on!(store.db(),
+        sqlite: sqlx::AssertSqlSafe(format!("{SELECT} WHERE conversation_id = ?")),
+        postgres: sqlx::AssertSqlSafe(format!("{PG_SELECT} WHERE conversation_id = $1")),
+        |sql, e| sqlx::query_as::<_, Conversation>(sql).bind(id).fetch_optional(e).await?))
 }
 
 /// The operator's default conversation, if one was chosen.
 pub async fn default(store: &Store) -> AppResult<Option<Conversation>> {
-    Ok(
-        sqlx::query_as::<_, Conversation>(sqlx::AssertSqlSafe(format!(
-            "{SELECT} WHERE is_default = 1"
-        )))
-        .fetch_optional(&store.pool)
-        .await?,
-    )
+    Ok(on!(store.db(),
+        sqlite: sqlx::AssertSqlSafe(format!("{SELECT} WHERE is_default = 1")),
+        postgres: sqlx::AssertSqlSafe(format!("{PG_SELECT} WHERE is_default")),
+        |sql, e| sqlx::query_as::<_, Conversation>(sql).fetch_optional(e).await?))
 }
 
 /// The service URL Teams used most recently in a conversation the bot is
 /// still in.
 pub async fn latest_service_url(store: &Store) -> AppResult<Option<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT service_url FROM teams_conversations WHERE removed_at IS NULL ORDER BY updated_at DESC LIMIT 1",
-    )
-    .fetch_optional(&store.pool)
-    .await?)
+    Ok(on!(store.db(),
+        sqlite: "SELECT service_url FROM teams_conversations WHERE removed_at IS NULL ORDER BY updated_at DESC LIMIT 1",
+        postgres: "SELECT service_url FROM teams_conversations WHERE removed_at IS NULL ORDER BY updated_at DESC LIMIT 1",
+        |sql, e| sqlx::query_scalar(sql).fetch_optional(e).await?))
 }
 
 /// Records (or refreshes) a captured conversation; what the activity left
 /// out keeps its earlier value, and a removed conversation is back.
 pub async fn capture(ctx: &mut WriteCtx, c: &Captured) -> AppResult<()> {
     let now = ctx.now_str();
-    sqlx::query(
-        "INSERT INTO teams_conversations (conversation_id, service_url, tenant_id, conversation_type, team_id, \
+    on!(ctx.db(),
+        sqlite: "INSERT INTO teams_conversations (conversation_id, service_url, tenant_id, conversation_type, team_id, \
          team_name, name, added_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (conversation_id) DO UPDATE SET service_url = excluded.service_url, \
          tenant_id = excluded.tenant_id, conversation_type = excluded.conversation_type, \
          team_id = COALESCE(excluded.team_id, team_id), team_name = COALESCE(excluded.team_name, team_name), \
          name = COALESCE(excluded.name, name), added_by = COALESCE(excluded.added_by, added_by), \
          updated_at = excluded.updated_at, removed_at = NULL",
-    )
+        postgres: "INSERT INTO teams_conversations AS t (conversation_id, service_url, tenant_id, conversation_type, \
+         team_id, team_name, name, added_by, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::timestamptz, $10::timestamptz) \
+         ON CONFLICT (conversation_id) DO UPDATE SET service_url = excluded.service_url, \
+         tenant_id = excluded.tenant_id, conversation_type = excluded.conversation_type, \
+         team_id = COALESCE(excluded.team_id, t.team_id), team_name = COALESCE(excluded.team_name, t.team_name), \
+         name = COALESCE(excluded.name, t.name), added_by = COALESCE(excluded.added_by, t.added_by), \
+         updated_at = excluded.updated_at, removed_at = NULL",
+        |sql, e| sqlx::query(sql)
     .bind(&c.conversation_id)
     .bind(&c.service_url)
     .bind(&c.tenant_id)
@@ -105,23 +108,26 @@ pub async fn capture(ctx: &mut WriteCtx, c: &Captured) -> AppResult<()> {
     .bind(&c.added_by)
     .bind(&now)
     .bind(&now)
-    .execute(&mut ctx.conn)
-    .await?;
+    .execute(e)
+    .await?
+    .rows_affected());
     Ok(())
 }
 
 /// Marks a conversation the bot was removed from; false if it was not in it.
 pub async fn remove(ctx: &mut WriteCtx, conversation_id: &str) -> AppResult<bool> {
     let now = ctx.now_str();
-    let n = sqlx::query(
-        "UPDATE teams_conversations SET removed_at = ?, updated_at = ? WHERE conversation_id = ? AND removed_at IS NULL",
-    )
-    .bind(&now)
-    .bind(&now)
-    .bind(conversation_id)
-    .execute(&mut ctx.conn)
-    .await?
-    .rows_affected();
+    let n = on!(ctx.db(),
+        sqlite: "UPDATE teams_conversations SET removed_at = ?, updated_at = ? WHERE conversation_id = ? AND removed_at IS NULL",
+        postgres: "UPDATE teams_conversations SET removed_at = $1::timestamptz, updated_at = $2::timestamptz \
+                   WHERE conversation_id = $3 AND removed_at IS NULL",
+        |sql, e| sqlx::query(sql)
+            .bind(&now)
+            .bind(&now)
+            .bind(conversation_id)
+            .execute(e)
+            .await?
+            .rows_affected());
     Ok(n > 0)
 }
 
@@ -133,41 +139,42 @@ pub async fn register(
     service_url: &str,
 ) -> AppResult<()> {
     let now = ctx.now_str();
-    sqlx::query(
-        "INSERT INTO teams_conversations (conversation_id, service_url, created_at, updated_at) \
-         VALUES (?, ?, ?, ?) ON CONFLICT (conversation_id) DO UPDATE SET \
-         service_url = excluded.service_url, updated_at = excluded.updated_at",
-    )
-    .bind(conversation_id)
-    .bind(service_url)
-    .bind(&now)
-    .bind(&now)
-    .execute(&mut ctx.conn)
-    .await?;
+    on!(ctx.db(),
+        sqlite: "INSERT INTO teams_conversations (conversation_id, service_url, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?) ON CONFLICT (conversation_id) DO UPDATE SET \
+                 service_url = excluded.service_url, updated_at = excluded.updated_at",
+        postgres: "INSERT INTO teams_conversations (conversation_id, service_url, created_at, updated_at) \
+                   VALUES ($1, $2, $3::timestamptz, $4::timestamptz) ON CONFLICT (conversation_id) DO UPDATE SET \
+                   service_url = excluded.service_url, updated_at = excluded.updated_at",
+        |sql, e| sqlx::query(sql)
+            .bind(conversation_id)
+            .bind(service_url)
+            .bind(&now)
+            .bind(&now)
+            .execute(e)
+            .await?
+            .rows_affected());
     Ok(())
 }
 
 /// Makes `conversation_id` the one default; false (and nothing changed) if
 /// no such conversation is known.
 pub async fn set_default(ctx: &mut WriteCtx, conversation_id: &str) -> AppResult<bool> {
-    let known: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM teams_conversations WHERE conversation_id = ?")
-            .bind(conversation_id)
-            .fetch_optional(&mut ctx.conn)
-            .await?;
+    let known: Option<i64> = on!(ctx.db(),
+        sqlite: "SELECT 1 FROM teams_conversations WHERE conversation_id = ?",
+        postgres: "SELECT 1::bigint FROM teams_conversations WHERE conversation_id = $1",
+        |sql, e| sqlx::query_scalar(sql).bind(conversation_id).fetch_optional(e).await?);
     if known.is_none() {
         return Ok(false);
     }
     let now = ctx.now_str();
-    sqlx::query("UPDATE teams_conversations SET is_default = 0 WHERE is_default = 1")
-        .execute(&mut ctx.conn)
-        .await?;
-    sqlx::query(
-        "UPDATE teams_conversations SET is_default = 1, updated_at = ? WHERE conversation_id = ?",
-    )
-    .bind(&now)
-    .bind(conversation_id)
-    .execute(&mut ctx.conn)
-    .await?;
+    on!(ctx.db(),
+        sqlite: "UPDATE teams_conversations SET is_default = 0 WHERE is_default = 1",
+        postgres: "UPDATE teams_conversations SET is_default = false WHERE is_default",
+        |sql, e| sqlx::query(sql).execute(e).await?.rows_affected());
+    on!(ctx.db(),
+        sqlite: "UPDATE teams_conversations SET is_default = 1, updated_at = ? WHERE conversation_id = ?",
+        postgres: "UPDATE teams_conversations SET is_default = true, updated_at = $1::timestamptz WHERE conversation_id = $2",
+        |sql, e| sqlx::query(sql).bind(&now).bind(conversation_id).execute(e).await?.rows_affected());
     Ok(true)
 }

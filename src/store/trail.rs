@@ -85,7 +85,11 @@ type Cond = (String, Vec<Bind>);
 /// - `since` / `until` become seq bounds (event times never go backwards),
 ///   found with one probe of the ts index.
 pub async fn query(store: &Store, f: &AuditFilter) -> AppResult<Vec<StoredEvent>> {
-    let mut conn = store.pool.acquire().await?;
+    let pool = match store.db() {
+        super::backend::Db::Sqlite(pool) => pool,
+        super::backend::Db::Postgres(pool) => return query_postgres(pool, f).await,
+    };
+    let mut conn = pool.acquire().await?;
     let mut bounds: Vec<Cond> = Vec::new();
     if let Some(since) = f.since {
         match first_seq_at_or_after(&mut conn, since).await? {
@@ -184,6 +188,62 @@ pub async fn query(store: &Store, f: &AuditFilter) -> AppResult<Vec<StoredEvent>
     }
 }
 
+/// [`query`] on PostgreSQL: one statement with every filter, newest first.
+/// Its planner picks the index (each filter has one ending in seq, as on
+/// SQLite); times compare as text, which orders like time in the one
+/// format the trail holds; a glob becomes an anchored regular expression.
+async fn query_postgres(pool: &sqlx::PgPool, f: &AuditFilter) -> AppResult<Vec<StoredEvent>> {
+    let mut conds: Vec<(&str, Bind)> = Vec::new();
+    if let Some(since) = f.since {
+        conds.push(("ts >= ?", Bind::Text(clock::fmt(since))));
+    }
+    if let Some(until) = f.until {
+        conds.push(("ts < ?", Bind::Text(clock::fmt(until))));
+    }
+    if let Some(before) = f.before {
+        conds.push(("seq < ?", Bind::Int(before)));
+    }
+    if let Some(r) = f.request_id {
+        conds.push(("request_id = ?", Bind::Text(r.to_string())));
+    }
+    if let Some(a) = &f.actor {
+        conds.push(("actor = ?", Bind::Text(a.clone())));
+    }
+    match &f.action {
+        Some(a) if a.contains(['*', '?', '[']) => {
+            conds.push(("action ~ ?", Bind::Text(super::backend::glob_to_regex(a))))
+        }
+        Some(a) => conds.push(("action = ?", Bind::Text(a.clone()))),
+        None => {}
+    }
+    match &f.kind {
+        Some(k) if k.ends_with('.') => {
+            conds.push(("kind >= ?", Bind::Text(k.clone())));
+            conds.push((
+                "kind < ?",
+                Bind::Text(format!("{}/", k.trim_end_matches('.'))),
+            ));
+        }
+        Some(k) => conds.push(("kind = ?", Bind::Text(k.clone()))),
+        None => {}
+    }
+    let mut sql = format!("SELECT {COLUMNS} FROM audit_events WHERE 1 = 1");
+    for (c, _) in &conds {
+        sql.push_str(" AND ");
+        sql.push_str(c);
+    }
+    sql.push_str(" ORDER BY seq DESC LIMIT ?");
+    let sql = super::backend::numbered(&sql, 1);
+    let mut q = sqlx::query_as::<_, StoredEvent>(sqlx::AssertSqlSafe(sql));
+    for (_, b) in conds {
+        q = match b {
+            Bind::Text(t) => q.bind(t),
+            Bind::Int(n) => q.bind(n),
+        };
+    }
+    Ok(q.bind(f.limit as i64).fetch_all(pool).await?)
+}
+
 fn select_seq(conds: &[Cond]) -> String {
     let mut sql = String::from("SELECT seq FROM audit_events WHERE 1 = 1");
     for (c, _) in conds {
@@ -263,11 +323,10 @@ pub struct SignedHead {
 
 /// Every signed head, oldest first.
 pub async fn signed_heads(store: &Store) -> AppResult<Vec<SignedHead>> {
-    Ok(
-        sqlx::query_as("SELECT seq, hash FROM audit_signatures ORDER BY seq")
-            .fetch_all(&store.pool)
-            .await?,
-    )
+    Ok(on!(store.db(),
+        sqlite: "SELECT seq, hash FROM audit_signatures ORDER BY seq",
+        postgres: "SELECT seq, hash FROM audit_signatures ORDER BY seq",
+        |sql, e| sqlx::query_as(sql).fetch_all(e).await?))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, ToSchema)]
@@ -666,6 +725,35 @@ pub struct Verification {
 impl Verification {
     pub fn ok(&self) -> bool {
         self.chain.is_ok() && self.mismatches.is_empty()
+    }
+}
+
+/// The whole trail from the store's own database, oldest first (the API's
+/// export): rusqlite on SQLite's file, `COPY` on PostgreSQL, byte for byte
+/// the same output.
+pub async fn export_store(
+    store: &Store,
+    format: ExportFormat,
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+) -> AppResult<()> {
+    match store.db() {
+        super::backend::Db::Sqlite(_) => export(store.db_url(), format, tx).await,
+        super::backend::Db::Postgres(pool) => {
+            super::postgres::trail::export(pool, format, tx).await
+        }
+    }
+}
+
+/// [`verify_all`] on the store's own database. On PostgreSQL the chain,
+/// its signatures and the checkpoints are checked; the derived tables are
+/// not replayed there yet (the CLI's report says so).
+pub async fn verify_store(store: &Store, key: VerifyingKey) -> AppResult<Verification> {
+    match store.db() {
+        super::backend::Db::Sqlite(_) => verify_all(store.db_url(), key).await,
+        super::backend::Db::Postgres(pool) => Ok(Verification {
+            chain: super::postgres::trail::verify(pool, key).await?,
+            mismatches: vec![],
+        }),
     }
 }
 

@@ -401,6 +401,11 @@ async fn a_redeem_is_refused_for_a_token_of_another_request_or_none() {
 /// the service's back, earns no permit: permits come from the trail.
 #[tokio::test]
 async fn a_request_approved_behind_the_services_back_earns_no_permit() {
+    if !crate::helpers::sqlite_file_at_hand(
+        "a_request_approved_behind_the_services_back_earns_no_permit",
+    ) {
+        return;
+    }
     let app = spawn_app().await;
     let agent = app.agent().await;
     let bob = app.human("bob@example.com").await;

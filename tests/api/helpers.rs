@@ -1,8 +1,19 @@
 //! Test harness: each test gets a fresh SQLite file in its own temporary
 //! directory and the real application on a loopback port, and talks to it
 //! over HTTP like any client would.
+//!
+//! With `COUNTERSIGN_TEST_BACKEND=postgres` (and
+//! `COUNTERSIGN_TEST_POSTGRES_URL` naming a server, as `.ci/run` sets both
+//! for its second pass) every app runs on a fresh PostgreSQL database
+//! instead, so the same black-box suites prove both backends. The few
+//! tests that edit the SQLite file on purpose (tampering behind the
+//! service) skip there with a note; PostgreSQL has its own in
+//! tests/postgres.
 
 #![allow(dead_code)]
+
+#[path = "../support/postgres.rs"]
+mod postgres_support;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,7 +31,10 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub app: App,
     pub dir: tempfile::TempDir,
+    /// The SQLite file (on PostgreSQL: where it would be; see `db_url`).
     pub db: PathBuf,
+    /// The `db` setting the app runs on: the file, or a PostgreSQL URL.
+    pub db_url: String,
     shutdown: CancellationToken,
     handle: Option<tokio::task::JoinHandle<()>>,
 }
@@ -63,8 +77,50 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     spawn_in(dir, settings).await
 }
 
-pub async fn spawn_in(dir: tempfile::TempDir, settings: Settings) -> TestApp {
+/// Whether this run's apps use PostgreSQL (`COUNTERSIGN_TEST_BACKEND`).
+pub fn on_postgres() -> bool {
+    std::env::var("COUNTERSIGN_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// For tests that edit the SQLite file behind the service's back: false
+/// (with a note) on the PostgreSQL pass, where there is no file to edit.
+pub fn sqlite_file_at_hand(test: &str) -> bool {
+    if on_postgres() {
+        eprintln!("note: {test} edits the SQLite file; skipped on the PostgreSQL pass");
+        return false;
+    }
+    true
+}
+
+/// On the PostgreSQL pass, the database of the app in `dir`: created at its
+/// first start and named in a file there, so a restart in the same
+/// directory reopens the same database.
+async fn postgres_for(dir: &std::path::Path) -> String {
+    let marker = dir.join("postgres-url");
+    if let Ok(url) = std::fs::read_to_string(&marker) {
+        return url;
+    }
+    let db = postgres_support::TestDb::create("app")
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "COUNTERSIGN_TEST_BACKEND=postgres needs {}",
+                postgres_support::URL_VAR
+            )
+        });
+    let url = db.keep();
+    std::fs::write(&marker, &url).unwrap();
+    url
+}
+
+pub async fn spawn_in(dir: tempfile::TempDir, mut settings: Settings) -> TestApp {
     let db = PathBuf::from(&settings.db);
+    // Only the default file moves to PostgreSQL: a test that chose its own
+    // database meant it.
+    if on_postgres() && db == dir.path().join("countersign.db") {
+        settings.db = postgres_for(dir.path()).await;
+    }
+    let db_url = settings.db.clone();
     let server = countersign::startup::Server::build(settings)
         .await
         .expect("server builds");
@@ -82,6 +138,7 @@ pub async fn spawn_in(dir: tempfile::TempDir, settings: Settings) -> TestApp {
         app,
         dir,
         db,
+        db_url,
         shutdown,
         handle: Some(handle),
     }
@@ -263,7 +320,7 @@ impl TestApp {
     pub async fn cli(&self, args: &[&str]) -> std::process::Output {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
             .arg("--db")
-            .arg(&self.db)
+            .arg(&self.db_url)
             .args(args)
             .env(
                 "COUNTERSIGN_SIGNING_KEY",

@@ -148,7 +148,11 @@ async fn a_user_name_or_password_in_a_callback_url_is_refused_and_never_echoed()
         .await
         .unwrap();
     assert!(!trail.contains("s3cretpw"));
-    assert!(!database_text(&app).contains("s3cretpw"));
+    // The file's bytes, where there is a file (the export covers the trail
+    // on PostgreSQL too).
+    if !crate::helpers::on_postgres() {
+        assert!(!database_text(&app).contains("s3cretpw"));
+    }
     assert!(receiver.received_requests().await.unwrap().is_empty());
 }
 

@@ -18,6 +18,8 @@ pub async fn tamper(db: &std::path::Path, sql: &[&str]) {
         "audit_events_no_delete",
         "audit_signatures_no_update",
         "audit_signatures_no_delete",
+        "permit_redemptions_no_update",
+        "permit_redemptions_no_delete",
     ] {
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER IF EXISTS {t}")))
             .execute(&mut conn)
@@ -83,6 +85,11 @@ fn id_of(v: &Value) -> String {
 
 #[tokio::test]
 async fn a_denied_request_forged_to_approved_is_not_served_and_verify_names_it() {
+    if !crate::helpers::sqlite_file_at_hand(
+        "a_denied_request_forged_to_approved_is_not_served_and_verify_names_it",
+    ) {
+        return;
+    }
     let app = spawn_app().await;
     let agent = app.agent().await;
     let bob = app.human("bob@example.com").await;
@@ -117,6 +124,9 @@ async fn a_denied_request_forged_to_approved_is_not_served_and_verify_names_it()
 
 #[tokio::test]
 async fn rewritten_decisions_are_named_and_not_served() {
+    if !crate::helpers::sqlite_file_at_hand("rewritten_decisions_are_named_and_not_served") {
+        return;
+    }
     let app = spawn_app().await;
     let agent = app.agent().await;
     let bob = app.human("bob@example.com").await;
@@ -142,6 +152,9 @@ async fn rewritten_decisions_are_named_and_not_served() {
 
 #[tokio::test]
 async fn a_changed_summary_is_neither_served_nor_decided_on() {
+    if !crate::helpers::sqlite_file_at_hand("a_changed_summary_is_neither_served_nor_decided_on") {
+        return;
+    }
     let app = spawn_app().await;
     let agent = app.agent().await;
     let bob = app.human("bob@example.com").await;
@@ -177,6 +190,11 @@ async fn a_changed_summary_is_neither_served_nor_decided_on() {
 
 #[tokio::test]
 async fn with_key_owner_nulled_the_owner_still_cannot_approve_her_agents_request() {
+    if !crate::helpers::sqlite_file_at_hand(
+        "with_key_owner_nulled_the_owner_still_cannot_approve_her_agents_request",
+    ) {
+        return;
+    }
     let app = spawn_app().await;
     // Olivia owns the agent key and holds a decide key of her own.
     let agent = app.agent().await;
@@ -216,6 +234,11 @@ async fn with_key_owner_nulled_the_owner_still_cannot_approve_her_agents_request
 
 #[tokio::test]
 async fn an_edited_event_behind_a_matching_row_is_caught_when_the_request_is_read() {
+    if !crate::helpers::sqlite_file_at_hand(
+        "an_edited_event_behind_a_matching_row_is_caught_when_the_request_is_read",
+    ) {
+        return;
+    }
     let app = spawn_app().await;
     let agent = app.agent().await;
     let id = id_of(&app.create_default(&agent).await);
@@ -277,6 +300,9 @@ async fn untouched_requests_in_every_state_are_served_and_verify_finds_nothing()
 
 #[tokio::test]
 async fn deleted_facet_rows_are_named_by_verify() {
+    if !crate::helpers::sqlite_file_at_hand("deleted_facet_rows_are_named_by_verify") {
+        return;
+    }
     let app = spawn_app().await;
     let agent = app.agent().await;
     let bob = app.human("bob@example.com").await;
@@ -304,6 +330,11 @@ async fn deleted_facet_rows_are_named_by_verify() {
 
 #[tokio::test]
 async fn a_key_row_edited_behind_the_service_is_named_by_verify_and_the_api() {
+    if !crate::helpers::sqlite_file_at_hand(
+        "a_key_row_edited_behind_the_service_is_named_by_verify_and_the_api",
+    ) {
+        return;
+    }
     let app = spawn_app().await;
     app.agent().await;
     let auditor = app.key("user:carol@example.com", None, "audit").await;
@@ -352,6 +383,11 @@ fn permit_fields(v: &Value, id: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn redemptions_edited_or_forged_behind_the_service_are_named_by_verify() {
+    if !crate::helpers::sqlite_file_at_hand(
+        "redemptions_edited_or_forged_behind_the_service_are_named_by_verify",
+    ) {
+        return;
+    }
     let app = spawn_app().await;
     let agent = app.agent().await;
     let bob = app.human("bob@example.com").await;

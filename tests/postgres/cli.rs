@@ -1,6 +1,6 @@
-//! The real binary on PostgreSQL: `countersign migrate` and `audit
-//! export|verify` against a fresh database, and a clear refusal (exit 2)
-//! from the commands whose store does not run on PostgreSQL yet.
+//! The real binary on PostgreSQL: `countersign migrate`, `audit
+//! export|verify` and the store commands (`keys`, `identities`, `teams`)
+//! against a fresh database.
 
 use std::path::Path;
 use std::process::Output;
@@ -196,30 +196,46 @@ async fn verify_with_checkpoints_names_the_checkpoint_when_the_tail_is_cut_back(
 }
 
 #[tokio::test]
-async fn serve_and_the_store_commands_refuse_a_postgres_url_with_exit_2_and_create_nothing() {
-    // No server is needed: the refusal comes before any connection.
+async fn keys_identities_and_teams_commands_run_on_postgres_and_land_in_its_trail() {
+    let Some(db) = TestDb::create("cli_store_commands").await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let url = "postgres://postgres@127.0.0.1:5432/postgres";
-    for (args, what) in [
-        (&["serve"][..], "`countersign serve`"),
-        (&["keys", "list"][..], "`countersign keys`"),
-        (&["identities", "list"][..], "`countersign identities`"),
-        (
-            &["teams", "conversations", "list"][..],
-            "`countersign teams`",
-        ),
-    ] {
-        let out = cli(url, dir.path(), args).await;
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
-        let err = stderr(&out);
-        assert!(
-            err.contains(what) && err.contains("does not run on PostgreSQL yet"),
-            "{args:?}: {err}"
-        );
-        assert!(!err.contains("panicked"), "{err}");
-    }
-    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-    assert!(left.is_empty(), "files were created: {left:?}");
+    let run = |args: &'static [&'static str]| {
+        let (url, dir) = (db.url.clone(), dir.path().to_path_buf());
+        async move {
+            let out = cli(&url, &dir, args).await;
+            assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+    let token = run(&[
+        "keys",
+        "create",
+        "--principal",
+        "agent:deploy-bot",
+        "--owner",
+        "user:alice@example.com",
+        "--scopes",
+        "request,read",
+    ])
+    .await;
+    assert!(token.trim().starts_with("cs_"), "{token}");
+    let keys = run(&["keys", "list"]).await;
+    assert!(keys.contains("agent:deploy-bot"), "{keys}");
+    run(&["identities", "link", "slack:T1/U1", "user:bob@example.com"]).await;
+    let links = run(&["identities", "list"]).await;
+    assert!(
+        links.contains("slack:T1/U1") && links.contains("user:bob@example.com"),
+        "{links}"
+    );
+    run(&["teams", "conversations", "list"]).await;
+
+    // Each change is an event of the one chain, which verifies.
+    let out = cli(&db.url, dir.path(), &["audit", "verify"]).await;
+    let v = report(&out);
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["events"], 2, "{v}");
 }
 
 #[tokio::test]

@@ -37,6 +37,7 @@ impl TestDb {
         let mut conn = PgConnection::connect(&admin)
             .await
             .unwrap_or_else(|e| panic!("cannot connect to {URL_VAR}: {e}"));
+        sweep_stale(&mut conn).await;
         conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
             .await
             .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
@@ -48,6 +49,43 @@ impl TestDb {
             name,
             admin,
         })
+    }
+}
+
+impl TestDb {
+    /// Keeps the database after this value is dropped (a service that is
+    /// stopped and started again in one test reopens it); the next test
+    /// process drops it once this one has exited ([`sweep_stale`]).
+    pub fn keep(self) -> String {
+        let url = self.url.clone();
+        std::mem::forget(self);
+        url
+    }
+}
+
+/// Drops the test databases of test processes that have exited (kept
+/// ones, and any a killed run left), once per process.
+async fn sweep_stale(conn: &mut PgConnection) {
+    static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if SWEPT.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'cs\\_%'")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap_or_default();
+    for name in names {
+        // cs_<stem>_<pid>_<n>_<nanos>
+        let pid = name.rsplit('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+        if pid.is_some() && !alive {
+            let _ = conn
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                )))
+                .await;
+        }
     }
 }
 

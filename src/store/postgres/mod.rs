@@ -8,6 +8,7 @@
 //! a broken chain from any client, not only from this service.
 
 pub mod copy;
+pub mod listen;
 pub mod seed;
 pub mod trail;
 

@@ -124,7 +124,11 @@ pub async fn query(store: &Store, f: &AuditFilter) -> AppResult<Vec<StoredEvent>
             if fixed.is_empty() && values.len() <= MAX_FANOUT {
                 fan = Some(("action", values));
             } else {
-                fixed.push(("+action GLOB ?".into(), vec![Bind::Text(a.clone())]));
+                // No request, no action: `*` must not match those either.
+                fixed.push((
+                    "+action != '' AND +action GLOB ?".into(),
+                    vec![Bind::Text(a.clone())],
+                ));
             }
         }
         None => {}
@@ -210,9 +214,12 @@ async fn query_postgres(pool: &sqlx::PgPool, f: &AuditFilter) -> AppResult<Vec<S
         conds.push(("actor = ?", Bind::Text(a.clone())));
     }
     match &f.action {
-        Some(a) if a.contains(['*', '?', '[']) => {
-            conds.push(("action ~ ?", Bind::Text(super::backend::glob_to_regex(a))))
-        }
+        // An event about no request has no action, which no action
+        // filter matches (not even `*`), as on SQLite.
+        Some(a) if a.contains(['*', '?', '[']) => conds.push((
+            "action <> '' AND action ~ ?",
+            Bind::Text(super::backend::glob_to_regex(a)),
+        )),
         Some(a) => conds.push(("action = ?", Bind::Text(a.clone()))),
         None => {}
     }

@@ -13,7 +13,7 @@
 #![allow(dead_code)]
 
 #[path = "../support/postgres.rs"]
-mod postgres_support;
+pub mod postgres_support;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -352,11 +352,21 @@ pub fn export_request() -> Value {
 /// Starts the real `countersign serve` binary in `dir` on a free port with
 /// JSON logs, waits until it listens, and returns it with its base URL.
 pub fn start_binary(dir: &std::path::Path, extra: &[&str]) -> (ChildGuard, String) {
+    start_binary_with(dir, extra, &[])
+}
+
+/// [`start_binary`] with environment variables set for the server.
+pub fn start_binary_with(
+    dir: &std::path::Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (ChildGuard, String) {
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
         .current_dir(dir)
         .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
         .args(extra)
+        .envs(env.iter().copied())
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()

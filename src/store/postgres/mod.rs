@@ -109,15 +109,15 @@ fn options_with(url: &str, statement_timeout: Duration) -> anyhow::Result<PgConn
 }
 
 /// A pool of `max_connections` (at least 1): one connection kept open, a
-/// bounded wait for a free one (a request waits 10 s at most, then fails
-/// closed), idle connections closed after 10 minutes and every connection
+/// bounded wait for a free one (a request waits 3 s at most, then fails
+/// closed with a 503: during an outage callers hear so quickly), idle connections closed after 10 minutes and every connection
 /// renewed after 30 (so a failover or a restarted server is picked up).
 pub async fn connect_with(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
     let opts = connect_options(url)?;
     PgPoolOptions::new()
         .max_connections(max_connections.max(1))
         .min_connections(1)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(3))
         .idle_timeout(Some(Duration::from_secs(600)))
         .max_lifetime(Some(Duration::from_secs(1800)))
         .test_before_acquire(true)

@@ -196,7 +196,7 @@ async fn postgres_stopped_under_load_means_503s_then_full_recovery_with_nothing_
         t.await.unwrap();
     }
 
-    let seen = seen.lock().unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     assert!(
         seen.other.is_empty(),
         "answers other than 201 and 503: {:?}",

@@ -13,6 +13,7 @@ mod helpers;
 
 mod cluster;
 
+mod everywhere;
 mod outage;
 mod waking;
 mod writers;

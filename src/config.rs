@@ -269,6 +269,7 @@ struct FileConfig {
     outbox_retry_base: Option<String>,
     outbox_retry_max: Option<String>,
     outbox_give_up_after: Option<String>,
+    outbox_lease: Option<String>,
     permit_key: Option<PathBuf>,
     permit_ttl: Option<String>,
     public_url: Option<String>,
@@ -419,6 +420,9 @@ impl Settings {
         }
         if let Some(v) = f.outbox_retry_max {
             self.outbox.retry_max = dur("outbox_retry_max", &v)?;
+        }
+        if let Some(v) = f.outbox_lease {
+            self.outbox.lease = dur("outbox_lease", &v)?;
         }
         if let Some(v) = f.outbox_give_up_after {
             self.outbox.give_up_after = dur("outbox_give_up_after", &v)?;

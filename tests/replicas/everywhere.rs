@@ -166,3 +166,60 @@ async fn a_key_revoked_from_the_cli_is_refused_by_every_replica_at_once() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_request_row_edited_in_postgres_behind_the_service_is_refused_and_named_by_verify() {
+    let _one = crate::SERIAL.lock().await;
+    let Some(cluster) = Cluster::start("replicas_forged_row", 2, &[]).await else {
+        return;
+    };
+    let agent = cluster.key(
+        "agent:deploy-bot",
+        Some("user:olivia@example.com"),
+        "request,read",
+    );
+    let client = reqwest::Client::new();
+    let res = client
+        .post(cluster.replicas[0].url("/v1/approvals"))
+        .bearer_auth(&agent)
+        .json(&export_request())
+        .send()
+        .await
+        .unwrap();
+    let id = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    cluster.verified();
+
+    // Someone with the database's password makes the request look harmless.
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&cluster.db.url)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE approval_requests SET summary = 'Rotate a log file' WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    // No replica serves it, and verify names the request and the field.
+    for r in &cluster.replicas {
+        let res = client
+            .get(r.url(&format!("/v1/approvals/{id}")))
+            .bearer_auth(&agent)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 409, "{}", r.base);
+    }
+    let out = cluster.cli_output(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(3));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["mismatches"][0]["subject"], "request", "{report}");
+    assert_eq!(report["mismatches"][0]["id"], id.as_str(), "{report}");
+    assert_eq!(
+        report["mismatches"][0]["fields"],
+        serde_json::json!(["summary"]),
+        "{report}"
+    );
+}

@@ -759,12 +759,12 @@ pub async fn verify_store(store: &Store, key: VerifyingKey) -> AppResult<Verific
     }
 }
 
-/// On PostgreSQL: the chain with its signatures, and the request table
-/// replayed from the trail. Permits, keys, identities and facets are not
-/// replayed there yet ([`POSTGRES_VERIFY_NOTE`]).
+/// On PostgreSQL: the chain with its signatures, the request table
+/// replayed from the trail, and the keys, identity links and facets. Permit
+/// redemptions are not checked there yet ([`POSTGRES_VERIFY_NOTE`]).
 pub async fn verify_postgres(pool: &sqlx::PgPool, key: VerifyingKey) -> AppResult<Verification> {
     let chain = super::postgres::trail::verify(pool, key).await?;
-    let mismatches = super::requests::replay_all_postgres(pool)
+    let mut mismatches: Vec<Mismatch> = super::requests::replay_all_postgres(pool)
         .await?
         .into_iter()
         .map(|(id, fields)| Mismatch {
@@ -773,11 +773,12 @@ pub async fn verify_postgres(pool: &sqlx::PgPool, key: VerifyingKey) -> AppResul
             fields,
         })
         .collect();
+    mismatches.extend(super::derived::check_postgres(pool).await?);
     Ok(Verification { chain, mismatches })
 }
 
 /// What `audit verify` on PostgreSQL does not check yet, said in its report.
-pub const POSTGRES_VERIFY_NOTE: &str = "checked the chain, its signatures, any checkpoints and every request against its events, but not the permit, key, identity and facet tables: that replay does not run on PostgreSQL yet";
+pub const POSTGRES_VERIFY_NOTE: &str = "checked the chain, its signatures, any checkpoints, every request and the key, identity and facet tables against the events, but not the permit redemptions: that check does not run on PostgreSQL yet";
 
 /// [`verify`], plus the derived tables checked against the events, at the
 /// same time as the two chain halves: the requests in one id range per core
@@ -1451,18 +1452,7 @@ fn facets_against_events(
     let stored: BTreeSet<(String, String)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    for (set, other, what) in [
-        (&expected, &stored, "missing"),
-        (&stored, &expected, "extra"),
-    ] {
-        for (facet, value) in set.difference(other) {
-            out.push(Mismatch {
-                subject: "facet",
-                id: format!("{facet}:{value}"),
-                fields: vec![what.into()],
-            });
-        }
-    }
+    out.extend(super::derived::facet_mismatches(&expected, &stored));
     Ok(())
 }
 
@@ -1491,74 +1481,23 @@ fn keys_against_events(
     tx: &rusqlite::Transaction<'_>,
     out: &mut Vec<Mismatch>,
 ) -> rusqlite::Result<()> {
-    use serde_json::{Value, json};
-    use std::collections::BTreeMap;
-    let mut expected: BTreeMap<String, BTreeMap<&str, Value>> = BTreeMap::new();
-    for (kind, data) in events_of(tx, &["key.created", "key.revoked"])? {
-        let id = data["key_id"].as_str().unwrap_or_default().to_string();
-        if kind == "key.created" {
-            let mut scopes: Vec<String> = data["scopes"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|s| s.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
-            scopes.sort();
-            expected.insert(
-                id,
-                BTreeMap::from([
-                    ("principal", data["principal"].clone()),
-                    ("owner", data["owner"].clone()),
-                    ("scopes", json!(scopes)),
-                    ("name", data["name"].clone()),
-                    ("revoked", json!(false)),
-                ]),
-            );
-        } else if let Some(k) = expected.get_mut(&id) {
-            k.insert("revoked", json!(true));
-        }
-    }
+    let events = events_of(tx, &super::derived::KEY_KINDS)?;
     let mut stmt = tx.prepare(
         "SELECT id, principal, owner, scopes, name, revoked_at FROM api_keys ORDER BY id",
     )?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let id: String = r.get(0)?;
-        let scopes: String = r.get(3)?;
-        let mut scopes: Vec<&str> = scopes.split(',').filter(|s| !s.is_empty()).collect();
-        scopes.sort();
-        let stored = BTreeMap::from([
-            ("principal", json!(r.get::<_, String>(1)?)),
-            ("owner", json!(r.get::<_, Option<String>>(2)?)),
-            ("scopes", json!(scopes)),
-            ("name", json!(r.get::<_, Option<String>>(4)?)),
-            ("revoked", json!(r.get::<_, Option<String>>(5)?.is_some())),
-        ]);
-        let fields = match expected.remove(&id) {
-            None => vec!["extra".to_string()],
-            Some(exp) => stored
-                .iter()
-                .filter(|(f, v)| exp.get(*f) != Some(*v))
-                .map(|(f, _)| f.to_string())
-                .collect(),
-        };
-        if !fields.is_empty() {
-            out.push(Mismatch {
-                subject: "key",
-                id,
-                fields,
-            });
-        }
-    }
-    for id in expected.into_keys() {
-        out.push(Mismatch {
-            subject: "key",
-            id,
-            fields: vec!["missing".into()],
-        });
-    }
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(super::derived::StoredKey {
+                id: r.get(0)?,
+                principal: r.get(1)?,
+                owner: r.get(2)?,
+                scopes: r.get(3)?,
+                name: r.get(4)?,
+                revoked: r.get::<_, Option<String>>(5)?.is_some(),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    out.extend(super::derived::key_mismatches(&events, rows));
     Ok(())
 }
 
@@ -1568,42 +1507,12 @@ fn identities_against_events(
     tx: &rusqlite::Transaction<'_>,
     out: &mut Vec<Mismatch>,
 ) -> rusqlite::Result<()> {
-    use std::collections::BTreeMap;
-    let mut expected: BTreeMap<String, String> = BTreeMap::new();
-    for (kind, data) in events_of(tx, &["identity.linked", "identity.unlinked"])? {
-        let external = data["external"].as_str().unwrap_or_default().to_string();
-        if kind == "identity.linked" {
-            let p = data["principal"].as_str().unwrap_or_default().to_string();
-            expected.insert(external, p);
-        } else {
-            expected.remove(&external);
-        }
-    }
+    let events = events_of(tx, &super::derived::IDENTITY_KINDS)?;
     let mut stmt = tx.prepare("SELECT external, principal FROM identities ORDER BY external")?;
     let stored: Vec<(String, String)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    for (external, principal) in stored {
-        let fields = match expected.remove(&external) {
-            None => vec!["extra".to_string()],
-            Some(p) if p != principal => vec!["principal".to_string()],
-            Some(_) => vec![],
-        };
-        if !fields.is_empty() {
-            out.push(Mismatch {
-                subject: "identity",
-                id: external,
-                fields,
-            });
-        }
-    }
-    for external in expected.into_keys() {
-        out.push(Mismatch {
-            subject: "identity",
-            id: external,
-            fields: vec!["missing".into()],
-        });
-    }
+    out.extend(super::derived::identity_mismatches(&events, stored));
     Ok(())
 }
 

@@ -1,0 +1,217 @@
+//! The small tables derived from the trail (API keys, identity links, the
+//! audit facets), checked against the events that made them: pure
+//! comparisons, so `audit verify` reaches the same verdict on SQLite and
+//! on PostgreSQL whatever each reads its rows with.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+use super::trail::Mismatch;
+
+/// The events an API key's row follows from.
+pub const KEY_KINDS: [&str; 2] = ["key.created", "key.revoked"];
+/// The events an identity link follows from.
+pub const IDENTITY_KINDS: [&str; 2] = ["identity.linked", "identity.unlinked"];
+
+/// An `api_keys` row as stored (`scopes` comma-separated).
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    pub id: String,
+    pub principal: String,
+    pub owner: Option<String>,
+    pub scopes: String,
+    pub name: Option<String>,
+    pub revoked: bool,
+}
+
+/// Each key row against its `key.created` / `key.revoked` events
+/// (`(kind, data)`, oldest first): principal, owner, scopes, name, and
+/// whether it is revoked; `extra` for a row no event made, `missing` for a
+/// created key with no row.
+pub fn key_mismatches(events: &[(String, Value)], rows: Vec<StoredKey>) -> Vec<Mismatch> {
+    let mut expected: BTreeMap<String, BTreeMap<&str, Value>> = BTreeMap::new();
+    for (kind, data) in events {
+        let id = data["key_id"].as_str().unwrap_or_default().to_string();
+        if kind == "key.created" {
+            let mut scopes: Vec<String> = data["scopes"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            scopes.sort();
+            expected.insert(
+                id,
+                BTreeMap::from([
+                    ("principal", data["principal"].clone()),
+                    ("owner", data["owner"].clone()),
+                    ("scopes", json!(scopes)),
+                    ("name", data["name"].clone()),
+                    ("revoked", json!(false)),
+                ]),
+            );
+        } else if let Some(k) = expected.get_mut(&id) {
+            k.insert("revoked", json!(true));
+        }
+    }
+    let mut out = Vec::new();
+    for r in rows {
+        let mut scopes: Vec<&str> = r.scopes.split(',').filter(|s| !s.is_empty()).collect();
+        scopes.sort();
+        let stored = BTreeMap::from([
+            ("principal", json!(r.principal)),
+            ("owner", json!(r.owner)),
+            ("scopes", json!(scopes)),
+            ("name", json!(r.name)),
+            ("revoked", json!(r.revoked)),
+        ]);
+        let fields: Vec<String> = match expected.remove(&r.id) {
+            None => vec!["extra".to_string()],
+            Some(exp) => stored
+                .iter()
+                .filter(|(f, v)| exp.get(*f) != Some(*v))
+                .map(|(f, _)| f.to_string())
+                .collect(),
+        };
+        if !fields.is_empty() {
+            out.push(Mismatch {
+                subject: "key",
+                id: r.id,
+                fields,
+            });
+        }
+    }
+    out.extend(expected.into_keys().map(|id| Mismatch {
+        subject: "key",
+        id,
+        fields: vec!["missing".into()],
+    }));
+    out
+}
+
+/// Each `identities` row (`(external, principal)`) against the
+/// `identity.linked` / `identity.unlinked` events: the latest link of each
+/// chat account, and nothing else.
+pub fn identity_mismatches(
+    events: &[(String, Value)],
+    stored: Vec<(String, String)>,
+) -> Vec<Mismatch> {
+    let mut expected: BTreeMap<String, String> = BTreeMap::new();
+    for (kind, data) in events {
+        let external = data["external"].as_str().unwrap_or_default().to_string();
+        if kind == "identity.linked" {
+            let p = data["principal"].as_str().unwrap_or_default().to_string();
+            expected.insert(external, p);
+        } else {
+            expected.remove(&external);
+        }
+    }
+    let mut out = Vec::new();
+    for (external, principal) in stored {
+        let fields = match expected.remove(&external) {
+            None => vec!["extra".to_string()],
+            Some(p) if p != principal => vec!["principal".to_string()],
+            Some(_) => vec![],
+        };
+        if !fields.is_empty() {
+            out.push(Mismatch {
+                subject: "identity",
+                id: external,
+                fields,
+            });
+        }
+    }
+    out.extend(expected.into_keys().map(|external| Mismatch {
+        subject: "identity",
+        id: external,
+        fields: vec!["missing".into()],
+    }));
+    out
+}
+
+/// `audit_facets` must hold exactly the distinct `(facet, value)` pairs of
+/// the events: a missing row hides events from glob and prefix queries.
+pub fn facet_mismatches(
+    expected: &BTreeSet<(String, String)>,
+    stored: &BTreeSet<(String, String)>,
+) -> Vec<Mismatch> {
+    let mut out = Vec::new();
+    for (set, other, what) in [(expected, stored, "missing"), (stored, expected, "extra")] {
+        for (facet, value) in set.difference(other) {
+            out.push(Mismatch {
+                subject: "facet",
+                id: format!("{facet}:{value}"),
+                fields: vec![what.into()],
+            });
+        }
+    }
+    out
+}
+
+/// The same three checks on PostgreSQL, in one read-only snapshot.
+pub async fn check_postgres(pool: &sqlx::PgPool) -> crate::error::AppResult<Vec<Mismatch>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SET LOCAL statement_timeout = 0")
+        .execute(&mut *tx)
+        .await?;
+    let events_of = |kinds: [&'static str; 2]| {
+        sqlx::query_as::<_, (String, String)>(
+            "SELECT kind, data FROM audit_events WHERE kind = ANY($1) ORDER BY seq",
+        )
+        .bind(kinds.to_vec())
+    };
+    let parse = |rows: Vec<(String, String)>| -> Vec<(String, Value)> {
+        rows.into_iter()
+            .map(|(k, d)| (k, serde_json::from_str(&d).unwrap_or(Value::Null)))
+            .collect()
+    };
+    let key_events = parse(events_of(KEY_KINDS).fetch_all(&mut *tx).await?);
+    let keys: Vec<(String, String, Option<String>, String, Option<String>, bool)> = sqlx::query_as(
+        "SELECT id::text, principal, owner, scopes, name, revoked_at IS NOT NULL FROM api_keys ORDER BY id",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let keys = keys
+        .into_iter()
+        .map(|(id, principal, owner, scopes, name, revoked)| StoredKey {
+            id,
+            principal,
+            owner,
+            scopes,
+            name,
+            revoked,
+        })
+        .collect();
+    let mut out = key_mismatches(&key_events, keys);
+
+    let identity_events = parse(events_of(IDENTITY_KINDS).fetch_all(&mut *tx).await?);
+    let links: Vec<(String, String)> =
+        sqlx::query_as("SELECT external, principal FROM identities ORDER BY external")
+            .fetch_all(&mut *tx)
+            .await?;
+    out.extend(identity_mismatches(&identity_events, links));
+
+    let expected: BTreeSet<(String, String)> = sqlx::query_as(
+        "SELECT DISTINCT 'action', action FROM audit_events WHERE action <> '' \
+         UNION SELECT DISTINCT 'kind', kind FROM audit_events",
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let stored: BTreeSet<(String, String)> =
+        sqlx::query_as("SELECT facet, value FROM audit_facets")
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+    out.extend(facet_mismatches(&expected, &stored));
+    tx.commit().await?;
+    Ok(out)
+}

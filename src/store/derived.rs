@@ -15,7 +15,7 @@ pub const KEY_KINDS: [&str; 2] = ["key.created", "key.revoked"];
 pub const IDENTITY_KINDS: [&str; 2] = ["identity.linked", "identity.unlinked"];
 
 /// An `api_keys` row as stored (`scopes` comma-separated).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StoredKey {
     pub id: String,
     pub principal: String,
@@ -172,22 +172,12 @@ pub async fn check_postgres(pool: &sqlx::PgPool) -> crate::error::AppResult<Vec<
             .collect()
     };
     let key_events = parse(events_of(KEY_KINDS).fetch_all(&mut *tx).await?);
-    let keys: Vec<(String, String, Option<String>, String, Option<String>, bool)> = sqlx::query_as(
-        "SELECT id::text, principal, owner, scopes, name, revoked_at IS NOT NULL FROM api_keys ORDER BY id",
+    let keys: Vec<StoredKey> = sqlx::query_as(
+        "SELECT id::text AS id, principal, owner, scopes, name, revoked_at IS NOT NULL AS revoked \
+         FROM api_keys ORDER BY id",
     )
     .fetch_all(&mut *tx)
     .await?;
-    let keys = keys
-        .into_iter()
-        .map(|(id, principal, owner, scopes, name, revoked)| StoredKey {
-            id,
-            principal,
-            owner,
-            scopes,
-            name,
-            revoked,
-        })
-        .collect();
     let mut out = key_mismatches(&key_events, keys);
 
     let identity_events = parse(events_of(IDENTITY_KINDS).fetch_all(&mut *tx).await?);

@@ -224,6 +224,19 @@ impl TestApp {
             .collect()
     }
 
+    /// The request's events of `kind`, oldest first: (actor, data).
+    pub async fn events_of(&self, id: &str, kind: &str) -> Vec<(String, serde_json::Value)> {
+        self.events(countersign::store::trail::AuditFilter {
+            request_id: Some(id.parse().unwrap()),
+            ..Default::default()
+        })
+        .await
+        .into_iter()
+        .filter(|e| e.kind == kind)
+        .map(|e| (e.actor, serde_json::from_str(&e.data).unwrap()))
+        .collect()
+    }
+
     /// The events `filter` selects (its limit defaults to the whole
     /// trail), oldest first.
     pub async fn events(

@@ -218,7 +218,7 @@ async fn a_denial_without_a_reason_keeps_the_modal_open_and_records_nothing() {
 }
 
 #[tokio::test]
-async fn an_unmapped_slack_user_cannot_decide_and_nothing_is_recorded() {
+async fn an_unmapped_slack_user_cannot_decide_and_the_attempts_are_audited() {
     let t = spawn_slack(None).await;
     let agent = t.app.agent().await;
     let (id, post) = t.create_posted(&agent, export_request()).await;
@@ -241,7 +241,26 @@ async fn an_unmapped_slack_user_cannot_decide_and_nothing_is_recorded() {
         t.fake.calls("views.open").is_empty(),
         "no deny form for an unknown person"
     );
-    assert_eq!(t.app.audit_kinds(&id).await, before);
+    // Both clicks are audited, as on Teams, by an actor that names the
+    // account without claiming it is anyone.
+    let mut after = before.clone();
+    after.extend([
+        "decision.blocked".to_string(),
+        "decision.blocked".to_string(),
+    ]);
+    eventually("both clicks audited", || async {
+        t.app.audit_kinds(&id).await == after
+    })
+    .await;
+    let blocked = t.app.events_of(&id, "decision.blocked").await;
+    assert!(
+        blocked.iter().all(
+            |(actor, data)| *actor == format!("unmapped:slack:{TEAM}/{NOMAIL}")
+                && data["reason"] == "unknown_person"
+                && data["channel"] == "slack"
+        ),
+        "{blocked:?}"
+    );
     assert_eq!(t.decisions(&id).await, 0);
 }
 

@@ -253,6 +253,28 @@ impl TestApp {
         events
     }
 
+    /// Queues outbox rows for request `id` in its channel's lane, in one
+    /// transaction, as the core does (`<channel>.post`, `<channel>.update`).
+    pub async fn enqueue(&self, kinds: &[&str], id: &str) {
+        let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+        let id: uuid::Uuid = id.parse().unwrap();
+        self.app
+            .store
+            .write(move |ctx| {
+                Box::pin(async move {
+                    for kind in &kinds {
+                        let channel = kind.split('.').next().unwrap();
+                        let lane = format!("{channel}:{id}");
+                        ctx.enqueue(kind, &lane, Some(id), &json!({ "request_id": id }))
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+            .unwrap();
+    }
+
     /// Every outbox row, oldest first.
     pub async fn outbox(&self) -> Vec<countersign::store::outbox::OutboxEntry> {
         countersign::store::outbox::entries(&self.app.store)

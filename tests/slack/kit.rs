@@ -1,0 +1,106 @@
+//! What Slack does exactly as Teams does, because both use the channel kit
+//! (`countersign::channels::kit`): the same tests stand in
+//! `tests/teams/kit.rs`.
+
+use serde_json::json;
+
+use crate::helpers::*;
+use crate::support::*;
+
+const POLICY: &str = "groups:\n  auditors: [user:carol@example.com]\nrules: []\n";
+const DENY: &str = "countersign_deny";
+
+/// Waits until every outbox row is done.
+async fn outbox_settled(t: &SlackTest) {
+    eventually("every outbox row to be done", || async {
+        t.app.outbox().await.iter().all(|e| e.done_at.is_some())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_second_post_of_a_request_already_posted_is_not_made() {
+    let t = spawn_slack(None).await;
+    let agent = t.app.agent().await;
+    let (id, _) = t.create_posted(&agent, export_request()).await;
+    t.app.enqueue(&["slack.post"], &id).await;
+    outbox_settled(&t).await;
+    assert_eq!(t.fake.successes("chat.postMessage").len(), 1);
+    assert_eq!(t.count_kind(&id, "slack.posted").await, 1);
+}
+
+#[tokio::test]
+async fn an_update_with_a_newer_one_queued_behind_it_is_skipped() {
+    let t = spawn_slack(None).await;
+    let agent = t.app.agent().await;
+    let (id, _) = t.create_posted(&agent, export_request()).await;
+    outbox_settled(&t).await;
+    let before = t.fake.successes("chat.update").len();
+    t.app.enqueue(&["slack.update", "slack.update"], &id).await;
+    outbox_settled(&t).await;
+    assert_eq!(
+        t.fake.successes("chat.update").len(),
+        before + 1,
+        "the newer update shows everything the older one would"
+    );
+}
+
+#[tokio::test]
+async fn a_long_summary_is_cut_at_the_limit_every_channel_shares() {
+    let t = spawn_slack(None).await;
+    let agent = t.app.agent().await;
+    let limit = countersign::channels::text::Limit::Summary.chars();
+    let mut body = export_request();
+    body["summary"] = json!("x".repeat(limit + 234));
+    let (id, post) = t.create_posted(&agent, body).await;
+    let shown = texts(&post);
+    assert!(
+        shown.contains(&format!(
+            "{}… (234 more characters hidden: /audit {id} shows all)",
+            "x".repeat(limit)
+        )),
+        "{shown}"
+    );
+    assert!(!shown.contains(&"x".repeat(limit + 1)));
+}
+
+#[tokio::test]
+async fn a_timeline_describes_a_denial_as_every_channel_does() {
+    let t = spawn_slack(Some(POLICY)).await;
+    let agent = t.app.agent().await;
+    let (id, post) = t.create_posted(&agent, export_request()).await;
+    t.click(BOB, DENY, &button(&post, DENY).unwrap()).await;
+    let opened = t.fake.wait_for("views.open", 1).await.remove(0);
+    t.submit_denial(BOB, &opened, "freeze").await;
+    eventually("the denial", || async { t.status(&id).await == "denied" }).await;
+    let answer = t.audit(CAROL, &id).await;
+    let shown = answer["blocks"].to_string();
+    assert!(shown.contains("via slack · “freeze”"), "{shown}");
+}
+
+#[tokio::test]
+async fn only_an_auditor_makes_the_service_look_up_a_mentioned_person() {
+    let t = spawn_slack(Some(POLICY)).await;
+    let lookups_of = |user: &str| {
+        t.fake
+            .calls("users.info")
+            .iter()
+            .filter(|c| c.body["user"] == user)
+            .count()
+    };
+    let refused = t.audit(BOB, &format!("<@{DAN}>")).await;
+    assert!(
+        refused["text"]
+            .as_str()
+            .unwrap()
+            .contains("not in the policy's auditors group"),
+        "{refused}"
+    );
+    assert_eq!(
+        lookups_of(DAN),
+        0,
+        "a non-auditor cannot make us resolve Dan"
+    );
+    t.audit(CAROL, &format!("<@{DAN}>")).await;
+    assert_eq!(lookups_of(DAN), 1);
+}

@@ -1,0 +1,144 @@
+//! What Teams does exactly as Slack does, because both use the channel kit
+//! (`countersign::channels::kit`): the same tests stand in
+//! `tests/slack/kit.rs`.
+
+use serde_json::{Value, json};
+
+use crate::bot::*;
+
+const AUDITORS: &str = "
+groups:
+  auditors: [user:carol@example.com]
+rules: []
+";
+
+/// Waits until every outbox row is done.
+async fn outbox_settled(t: &TeamsApp) {
+    eventually("every outbox row to be done", || async {
+        t.app.outbox().await.iter().all(|e| e.done_at.is_some())
+    })
+    .await;
+}
+
+/// Sends `text` to the bot as `who`; returns the text of the reply's card.
+async fn ask(t: &TeamsApp, who: &str, text: &str, mentions: &[&str]) -> String {
+    let before = t.bf.replies().len();
+    let res = t.send(&t.message_activity(who, text, mentions)).await;
+    assert_eq!(res.status(), 200);
+    let calls =
+        t.bf.wait_for("the bot's reply", |c| {
+            c.iter().filter(|c| c.is_reply()).count() > before
+        })
+        .await;
+    let reply = calls
+        .into_iter()
+        .filter(|c| c.is_reply())
+        .nth(before)
+        .unwrap();
+    card_text(reply.card())
+}
+
+#[tokio::test]
+async fn a_second_post_of_a_request_already_posted_is_not_made() {
+    let t = spawn_teams().await;
+    let (_, request, _) = t.create_and_post().await;
+    let id = request["id"].as_str().unwrap();
+    t.app.enqueue(&["teams.post"], id).await;
+    outbox_settled(&t).await;
+    assert_eq!(t.bf.posts().len(), 1, "the card is posted once");
+    let posted = t.app.audit_kinds(id).await;
+    assert_eq!(posted.iter().filter(|k| *k == "teams.posted").count(), 1);
+}
+
+#[tokio::test]
+async fn an_update_with_a_newer_one_queued_behind_it_is_skipped() {
+    let t = spawn_teams().await;
+    let (_, request, _) = t.create_and_post().await;
+    let id = request["id"].as_str().unwrap();
+    outbox_settled(&t).await;
+    let before = t.bf.updates().len();
+    t.app.enqueue(&["teams.update", "teams.update"], id).await;
+    outbox_settled(&t).await;
+    assert_eq!(
+        t.bf.updates().len(),
+        before + 1,
+        "the newer update shows everything the older one would"
+    );
+}
+
+#[tokio::test]
+async fn a_long_summary_is_cut_at_the_limit_every_channel_shares() {
+    let t = spawn_teams().await;
+    let agent = t.app.agent().await;
+    let limit = countersign::channels::text::Limit::Summary.chars();
+    let mut body = countersign_test_request();
+    body["summary"] = json!("x".repeat(limit + 234));
+    let request = t.app.create(&agent, body).await;
+    let id = request["id"].as_str().unwrap();
+    let post = t.bf.wait_for_post().await;
+    let shown = card_text(post.card());
+    assert!(
+        shown.contains(&format!(
+            "{}… (234 more characters hidden: audit {id} shows all)",
+            "x".repeat(limit)
+        )),
+        "{shown}"
+    );
+    assert!(!shown.contains(&"x".repeat(limit + 1)));
+}
+
+#[tokio::test]
+async fn a_timeline_describes_a_denial_as_every_channel_does() {
+    let t = spawn_teams_with_policy(AUDITORS).await;
+    let (_, request, _) = t.create_and_post().await;
+    t.click("bob", "deny", &request, Some("freeze")).await;
+    let id = request["id"].as_str().unwrap();
+    let shown = ask(&t, "carol", &format!("audit {id}"), &[]).await;
+    assert!(shown.contains("via teams · “freeze”"), "{shown}");
+}
+
+#[tokio::test]
+async fn only_an_auditor_makes_the_service_look_up_a_mentioned_person() {
+    let t = spawn_teams_with_policy(AUDITORS).await;
+    let lookups_of = |who: &str| {
+        t.bf.calls()
+            .iter()
+            .filter(|c| c.is_member_lookup() && c.segments[4] == format!("29:{who}"))
+            .count()
+    };
+    let refused = ask(&t, "bob", "audit @dave", &["dave"]).await;
+    assert!(
+        refused.contains("not in the policy's auditors group"),
+        "{refused}"
+    );
+    assert_eq!(
+        lookups_of("dave"),
+        0,
+        "a non-auditor cannot make us resolve Dave"
+    );
+    let answered = ask(&t, "carol", "audit @dave", &["dave"]).await;
+    assert!(
+        answered.contains("What dave@example.com requested and decided"),
+        "{answered}"
+    );
+    assert_eq!(lookups_of("dave"), 1);
+}
+
+#[tokio::test]
+async fn an_unmapped_click_is_audited_with_a_principal_shaped_actor() {
+    let t = spawn_teams().await;
+    let (_, request, _) = t.create_and_post().await;
+    let id = request["id"].as_str().unwrap();
+    t.click("mallory", "approve", &request, None).await;
+    let blocked: Vec<(String, Value)> = t.app.events_of(id, "decision.blocked").await;
+    assert_eq!(blocked.len(), 1, "{blocked:?}");
+    let (actor, data) = &blocked[0];
+    assert_eq!(actor, "unmapped:teams:aad-mallory");
+    assert_eq!(data["reason"], "unknown_person");
+    assert_eq!(data["channel"], "teams");
+}
+
+/// The usual request, as the API takes it.
+fn countersign_test_request() -> Value {
+    crate::helpers::export_request()
+}

@@ -68,6 +68,9 @@ pub struct ApprovalSpec {
     pub on_expiry: OnExpiry,
     pub slack_channel: Option<String>,
     pub teams_conversation: Option<String>,
+    /// Whether the human an agent acted for is told the outcome in a
+    /// direct message (`notify_on_behalf_of`, default true).
+    pub notify_on_behalf_of: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -121,6 +124,21 @@ const BUILT_IN: &str =
     "# built-in: every action needs one human approval within 15 minutes\nrules: []\n";
 
 impl Policy {
+    /// Whether rule `name` tells the on-behalf-of human the outcome. A rule
+    /// that is gone (the policy changed) or is the default keeps the
+    /// default: yes.
+    pub fn notifies_on_behalf_of(&self, name: &str) -> bool {
+        let effect = self
+            .rules
+            .iter()
+            .find(|r| r.name == name)
+            .map_or(&self.default, |r| &r.effect);
+        match effect {
+            Effect::RequireApproval(spec) => spec.notify_on_behalf_of,
+            _ => true,
+        }
+    }
+
     pub fn built_in() -> Self {
         Self::parse(BUILT_IN, "built-in").expect("the built-in policy is valid")
     }
@@ -199,6 +217,7 @@ impl Policy {
                 on_expiry: OnExpiry::Deny,
                 slack_channel: None,
                 teams_conversation: None,
+                notify_on_behalf_of: true,
             }),
             Some(d) => {
                 let effect = compile_effect(&d, &groups).map_err(|e| {
@@ -306,10 +325,11 @@ fn compile_effect(
         || raw.expires_in.is_some()
         || raw.on_expiry.is_some()
         || raw.slack_channel.is_some()
-        || raw.teams_conversation.is_some();
+        || raw.teams_conversation.is_some()
+        || raw.notify_on_behalf_of.is_some();
     match raw.effect.as_str() {
         "allow" | "deny" if only_for_approval => Err(format!(
-            "approvals, approvers, expires_in, on_expiry and chat destinations only apply to effect require_approval, not {}",
+            "approvals, approvers, expires_in, on_expiry, chat destinations and notify_on_behalf_of only apply to effect require_approval, not {}",
             raw.effect
         )),
         "allow" => Ok(Effect::Allow),
@@ -359,6 +379,7 @@ fn compile_effect(
                 on_expiry: raw.on_expiry.unwrap_or(OnExpiry::Deny),
                 slack_channel: raw.slack_channel.clone(),
                 teams_conversation: raw.teams_conversation.clone(),
+                notify_on_behalf_of: raw.notify_on_behalf_of.unwrap_or(true),
             }))
         }
         other => Err(format!(
@@ -463,6 +484,8 @@ struct RawEffect {
     slack_channel: Option<String>,
     #[serde(default)]
     teams_conversation: Option<String>,
+    #[serde(default)]
+    notify_on_behalf_of: Option<bool>,
 }
 
 #[cfg(test)]
@@ -565,5 +588,26 @@ rules:
         }
         let src = "rules:\n  - name: r\n    resource: \"{prod,staging}/**\"\n    effect: allow\n";
         assert!(Policy::parse(src, "t").is_ok());
+    }
+
+    #[test]
+    fn the_person_an_agent_acts_for_is_told_the_outcome_unless_the_rule_says_not() {
+        let p = Policy::parse(
+            "rules:\n  - name: quiet\n    action: db.*\n    effect: require_approval\n    notify_on_behalf_of: false\n  - name: loud\n    action: deploy.*\n    effect: require_approval\n",
+            "test",
+        )
+        .unwrap();
+        assert!(!p.notifies_on_behalf_of("quiet"));
+        assert!(p.notifies_on_behalf_of("loud"));
+        assert!(
+            p.notifies_on_behalf_of("gone since"),
+            "a rule that is gone keeps the default"
+        );
+        let err = Policy::parse(
+            "rules:\n  - name: a\n    action: x.*\n    effect: allow\n    notify_on_behalf_of: false\n",
+            "test",
+        )
+        .unwrap_err();
+        assert!(err.contains("notify_on_behalf_of"), "{err}");
     }
 }

@@ -63,7 +63,17 @@ async fn approve_by_another_user_records_the_decision_updates_the_message_and_an
         texts(&update).contains(&format!("<@{BOB}>")),
         "names who approved"
     );
-    assert_eq!(t.fake.successes("chat.postMessage").len(), 1);
+    // Once in the approvals channel (Alice, for whom the agent acted, is
+    // told the outcome in a direct message of her own).
+    let in_channel = |c: &&crate::fake_slack::Call| c.body["channel"] == CHANNEL;
+    assert_eq!(
+        t.fake
+            .successes("chat.postMessage")
+            .iter()
+            .filter(in_channel)
+            .count(),
+        1
+    );
     let kinds = t.app.audit_kinds(&id).await;
     for k in ["decision.approve", "request.approved"] {
         assert!(kinds.contains(&k.to_string()), "{k} in {kinds:?}");

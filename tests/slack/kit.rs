@@ -104,3 +104,68 @@ async fn only_an_auditor_makes_the_service_look_up_a_mentioned_person() {
     t.audit(CAROL, &format!("<@{DAN}>")).await;
     assert_eq!(lookups_of(DAN), 1);
 }
+
+#[tokio::test]
+async fn the_person_an_agent_acted_for_is_told_the_outcome_in_a_direct_message() {
+    let t = spawn_slack(None).await;
+    let agent = t.app.agent().await;
+    let (id, post) = t.create_posted(&agent, export_request()).await;
+    t.click(
+        BOB,
+        "countersign_approve",
+        &button(&post, "countersign_approve").unwrap(),
+    )
+    .await;
+    eventually("the notice to Alice", || async {
+        t.fake
+            .successes("chat.postMessage")
+            .iter()
+            .any(|c| c.body["channel"] == ALICE)
+    })
+    .await;
+    let notice = t
+        .fake
+        .successes("chat.postMessage")
+        .into_iter()
+        .find(|c| c.body["channel"] == ALICE)
+        .unwrap();
+    let text = notice.body["text"].as_str().unwrap();
+    for shown in [
+        "Approved",
+        "db.export",
+        "Decided by",
+        "bob@example.com",
+        &id,
+    ] {
+        assert!(text.contains(shown), "{shown} in {text}");
+    }
+    eventually("the notice audited", || async {
+        t.count_kind(&id, "slack.notified").await == 1
+    })
+    .await;
+    let (_, data) = t.app.events_of(&id, "slack.notified").await.remove(0);
+    assert_eq!(data["to"], "user:alice@example.com");
+}
+
+#[tokio::test]
+async fn a_rule_can_keep_the_outcome_from_the_person_an_agent_acted_for() {
+    let policy = "rules:\n  - name: exports\n    action: db.*\n    effect: require_approval\n    notify_on_behalf_of: false\n";
+    let t = spawn_slack(Some(policy)).await;
+    let agent = t.app.agent().await;
+    let (id, post) = t.create_posted(&agent, export_request()).await;
+    t.click(
+        BOB,
+        "countersign_approve",
+        &button(&post, "countersign_approve").unwrap(),
+    )
+    .await;
+    t.wait_update("approved").await;
+    outbox_settled(&t).await;
+    assert!(
+        !t.fake
+            .successes("chat.postMessage")
+            .iter()
+            .any(|c| c.body["channel"] == ALICE)
+    );
+    assert_eq!(t.count_kind(&id, "slack.notified").await, 0);
+}

@@ -142,3 +142,68 @@ async fn an_unmapped_click_is_audited_with_a_principal_shaped_actor() {
 fn countersign_test_request() -> Value {
     crate::helpers::export_request()
 }
+
+#[tokio::test]
+async fn the_person_an_agent_acted_for_is_told_the_outcome_in_a_direct_message() {
+    let t = spawn_teams().await;
+    let (_, request, _) = t.create_and_post().await;
+    let id = request["id"].as_str().unwrap();
+    t.click("bob", "approve", &request, None).await;
+    let calls =
+        t.bf.wait_for("the notice to Alice", |c| {
+            c.iter()
+                .any(|c| c.is_post() && c.conversation() == "dm-29:alice")
+        })
+        .await;
+    let opened = calls
+        .iter()
+        .find(|c| c.method == "POST" && c.segments == ["v3", "conversations"])
+        .expect("a one-to-one chat is opened");
+    assert_eq!(opened.body["members"][0]["id"], "29:alice");
+    let notice = calls
+        .iter()
+        .find(|c| c.is_post() && c.conversation() == "dm-29:alice")
+        .unwrap();
+    let text = card_text(notice.card());
+    for shown in ["Approved", "db.export", "Decided by", "bob@example.com", id] {
+        assert!(text.contains(shown), "{shown} in {text}");
+    }
+    eventually("the notice audited", || async {
+        t.app
+            .audit_kinds(id)
+            .await
+            .contains(&"teams.notified".to_string())
+    })
+    .await;
+    let (_, data) = t.app.events_of(id, "teams.notified").await.remove(0);
+    assert_eq!(data["to"], "user:alice@example.com");
+}
+
+#[tokio::test]
+async fn a_rule_can_keep_the_outcome_from_the_person_an_agent_acted_for() {
+    let policy = "rules:\n  - name: exports\n    action: db.*\n    effect: require_approval\n    notify_on_behalf_of: false\n";
+    let t = spawn_teams_with_policy(policy).await;
+    let (_, request, _) = t.create_and_post().await;
+    let id = request["id"].as_str().unwrap();
+    t.click("bob", "approve", &request, None).await;
+    eventually("the card updated", || async {
+        t.app
+            .audit_kinds(id)
+            .await
+            .contains(&"teams.updated".to_string())
+    })
+    .await;
+    outbox_settled(&t).await;
+    assert!(
+        !t.bf
+            .calls()
+            .iter()
+            .any(|c| c.segments == ["v3", "conversations"])
+    );
+    assert!(
+        !t.app
+            .audit_kinds(id)
+            .await
+            .contains(&"teams.notified".to_string())
+    );
+}

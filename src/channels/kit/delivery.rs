@@ -25,6 +25,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::notice::OutcomeNotice;
+use crate::domain::Principal;
 use crate::outbox::{ChatMessageRef, Deliverer, Delivery, Outbox, OutboxItem};
 use crate::service::App;
 use crate::store::chat_messages::{self, ChatMessage};
@@ -102,6 +104,16 @@ pub trait ChatApi: Send + Sync + 'static {
     async fn post(&self, to: &Destination, a: &Approval) -> Result<ChatMessage, DeliveryError>;
     /// Rewrites the posted message `at` to show `a` as it is now.
     async fn update(&self, at: &ChatMessage, a: &Approval) -> Result<(), DeliveryError>;
+    /// The platform's command that shows a request in full (`/audit`).
+    fn full_text_command(&self) -> &'static str;
+    /// Sends `notice` about `a` to `to` in a direct message; `None` when
+    /// `to` has no account on this platform.
+    async fn direct(
+        &self,
+        to: &Principal,
+        a: &Approval,
+        notice: &OutcomeNotice,
+    ) -> Result<Option<ChatMessage>, DeliveryError>;
 }
 
 pub fn post_kind(channel: &str) -> String {
@@ -112,6 +124,10 @@ pub fn update_kind(channel: &str) -> String {
     format!("{channel}.update")
 }
 
+pub fn notify_kind(channel: &str) -> String {
+    format!("{channel}.notify")
+}
+
 /// Registers the post and update handlers of `api`'s channel.
 pub fn register<C: ChatApi>(outbox: &mut Outbox, app: &App, api: Arc<C>) {
     let name = api.name();
@@ -120,6 +136,7 @@ pub fn register<C: ChatApi>(outbox: &mut Outbox, app: &App, api: Arc<C>) {
         api,
     });
     outbox.register(&post_kind(name), deliverer.clone());
+    outbox.register(&notify_kind(name), deliverer.clone());
     outbox.register(&update_kind(name), deliverer);
 }
 
@@ -133,8 +150,11 @@ pub struct ChatDeliverer<C> {
 impl<C: ChatApi> Deliverer for ChatDeliverer<C> {
     async fn deliver(&self, item: &OutboxItem) -> Delivery {
         let attempt = item.attempts + 1;
-        let step = if item.kind == post_kind(self.api.name()) {
+        let name = self.api.name();
+        let step = if item.kind == post_kind(name) {
             self.post(item, attempt).await
+        } else if item.kind == notify_kind(name) {
+            self.notify(item, attempt).await
         } else {
             self.update(item, attempt).await
         };
@@ -199,6 +219,41 @@ impl<C: ChatApi> ChatDeliverer<C> {
         data["attempt"] = json!(attempt);
         Ok(Delivery::Delivered {
             audit: Some((format!("{}.updated", self.api.name()), data)),
+            message: None,
+        })
+    }
+
+    /// The outcome notice to the human the agent acted for.
+    async fn notify(&self, item: &OutboxItem, attempt: i64) -> Result<Delivery, Failure> {
+        let a = self.load(item).await?;
+        let Some(to) = a.on_behalf_of.clone().filter(|_| a.status.is_final()) else {
+            return Ok(nothing());
+        };
+        // Read at delivery: the rule's wish as the policy says it now.
+        let wanted = self.app.policy().notifies_on_behalf_of(&a.policy.rule);
+        if !wanted {
+            return Ok(nothing());
+        }
+        let notice = OutcomeNotice::new(&a, self.api.full_text_command());
+        let at = json!({ "to": to });
+        let sent = self
+            .api
+            .direct(&to, &a, &notice)
+            .await
+            .map_err(|e| (e, at.clone()))?;
+        let conv_key = self.api.keys().0;
+        let (kind, data) = match sent {
+            Some(m) => (
+                "notified",
+                json!({ "to": to, conv_key: m.conversation, "status": a.status, "attempt": attempt }),
+            ),
+            None => (
+                "not_notified",
+                json!({ "to": to, "reason": "no chat account found for this person", "status": a.status }),
+            ),
+        };
+        Ok(Delivery::Delivered {
+            audit: Some((format!("{}.{kind}", self.api.name()), data)),
             message: None,
         })
     }

@@ -9,7 +9,11 @@ use slack_morphism::prelude::SlackMessageContent;
 use super::Slack;
 use super::client::ApiError;
 use super::identity::slack_names;
+use super::limits::{MAX_FALLBACK, clip, mrkdwn};
+use super::render::FULL_TEXT_COMMAND;
 use crate::channels::kit::delivery::{ChatApi, DeliveryError, Destination};
+use crate::channels::kit::notice::OutcomeNotice;
+use crate::domain::Principal;
 use crate::store::chat_messages::ChatMessage;
 use crate::store::requests::Approval;
 
@@ -75,9 +79,50 @@ impl ChatApi for Slack {
             .await?;
         Ok(())
     }
+
+    fn full_text_command(&self) -> &'static str {
+        FULL_TEXT_COMMAND
+    }
+
+    async fn direct(
+        &self,
+        to: &Principal,
+        _a: &Approval,
+        notice: &OutcomeNotice,
+    ) -> Result<Option<ChatMessage>, DeliveryError> {
+        let Some(user) = self.user_of(to).await? else {
+            return Ok(None);
+        };
+        // mrkdwn, each value defused: agent text cannot format or ping.
+        let mut text = format!("*{}*", mrkdwn(&notice.title));
+        for (label, value) in &notice.lines {
+            text.push_str(&format!("\n{label}: {}", mrkdwn(value)));
+        }
+        let content = SlackMessageContent::new().with_text(clip(&text, MAX_FALLBACK));
+        // A user id as the channel opens (or reuses) the bot's DM with them.
+        let (channel, ts) = self.api.post_message(&user, content).await?;
+        Ok(Some(ChatMessage {
+            conversation: channel,
+            message_id: ts,
+            extra: None,
+        }))
+    }
 }
 
 impl Slack {
+    /// The Slack user of a principal: the account they used here before,
+    /// else the one with their e-mail address.
+    async fn user_of(&self, p: &Principal) -> Result<Option<String>, DeliveryError> {
+        let known = slack_names(&self.app.store, &[p.as_str()]).await?;
+        if let Some(user) = known.get(p.as_str()) {
+            return Ok(Some(user.clone()));
+        }
+        let Some(email) = p.as_str().strip_prefix("user:") else {
+            return Ok(None);
+        };
+        Ok(self.api.lookup_by_email(email).await?)
+    }
+
     /// The request's message, rendered for its current state.
     async fn message(&self, a: &Approval) -> Result<SlackMessageContent, DeliveryError> {
         // Only deciders become mentions; naming the on-behalf-of person in a

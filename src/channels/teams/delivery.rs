@@ -9,11 +9,13 @@
 use serde_json::{Value, json};
 
 use super::Teams;
-use super::card::CONTENT_TYPE;
+use super::card::{CONTENT_TYPE, FULL_TEXT_COMMAND, Tone};
 use super::connector::CallError;
 use super::conversations;
 use crate::channels::kit::delivery::{ChatApi, DeliveryError, Destination};
-use crate::store::chat_messages::ChatMessage;
+use crate::channels::kit::notice::OutcomeNotice;
+use crate::domain::{Principal, Status};
+use crate::store::chat_messages::{self, ChatMessage};
 use crate::store::requests::Approval;
 
 impl From<CallError> for DeliveryError {
@@ -85,6 +87,81 @@ impl ChatApi for Teams {
             .update(&service_url, &at.conversation, &at.message_id, &activity)
             .await?;
         Ok(())
+    }
+
+    fn full_text_command(&self) -> &'static str {
+        FULL_TEXT_COMMAND
+    }
+
+    async fn direct(
+        &self,
+        to: &Principal,
+        a: &Approval,
+        notice: &OutcomeNotice,
+    ) -> Result<Option<ChatMessage>, DeliveryError> {
+        let Some(email) = to.as_str().strip_prefix("user:") else {
+            return Ok(None);
+        };
+        // The person is found among the members of the conversation the
+        // card went to: the Bot Connector has no lookup by e-mail.
+        let (conversation, service_url) =
+            match chat_messages::find(&self.app.store, a.id, super::CHANNEL).await? {
+                Some(m) => {
+                    let url = service_url(m.extra.as_ref())
+                        .or_else(|| self.app.settings.teams.service_url.clone());
+                    match url {
+                        Some(u) => (m.conversation, u),
+                        None => return Ok(None),
+                    }
+                }
+                None => {
+                    let d = self.destination(a).await?;
+                    let url = service_url(d.extra.as_ref()).unwrap_or_default();
+                    (d.conversation, url)
+                }
+            };
+        let members = self.connector.members(&service_url, &conversation).await?;
+        let Some(member) = members.into_iter().find(|m| {
+            [&m.email, &m.user_principal_name]
+                .into_iter()
+                .flatten()
+                .any(|mail| mail.eq_ignore_ascii_case(email))
+        }) else {
+            return Ok(None);
+        };
+        let Some(member_id) = member.id.filter(|id| !id.is_empty()) else {
+            return Ok(None);
+        };
+        let chat = self
+            .connector
+            .open_chat(&service_url, &member_id, self.tenant.as_deref())
+            .await?;
+        let text = notice
+            .lines
+            .iter()
+            .map(|(label, value)| format!("{label}: {value}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let tone = match a.status {
+            Status::Approved => Tone::Good,
+            Status::Denied => Tone::Attention,
+            _ => Tone::Warning,
+        };
+        let card = self
+            .templates
+            .notice_card(tone, &notice.title, &text)
+            .map_err(|e| DeliveryError::permanent(format!("rendering the notice failed: {e:#}")))?;
+        let activity = json!({
+            "type": "message",
+            "summary": format!("Request {}: {}", a.status.as_str(), a.action),
+            "attachments": [{ "contentType": CONTENT_TYPE, "content": card }],
+        });
+        let id = self.connector.post(&service_url, &chat, &activity).await?;
+        Ok(Some(ChatMessage {
+            conversation: chat,
+            message_id: id,
+            extra: None,
+        }))
     }
 }
 

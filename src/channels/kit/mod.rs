@@ -34,5 +34,6 @@ pub mod delivery;
 pub mod event;
 pub mod identity;
 pub mod notice;
+pub mod samples;
 pub mod templates;
 pub mod view;

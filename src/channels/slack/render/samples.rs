@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::domain::audit_command::HELP;
 use crate::domain::{Principal, Risk, Status};
-use crate::service::audit_query::{AuditAnswer, VerifyResult};
+use crate::service::audit_query::AuditAnswer;
 use crate::store::requests::{Approval, DecisionView, PolicyRef};
 use crate::store::trail::AuditEventView;
 
@@ -130,19 +130,8 @@ pub fn audit_answers() -> Vec<(AuditAnswer, u32)> {
             )
         })
         .collect();
-    let verify = |ok: bool| VerifyResult {
-        ok,
-        events: 10,
-        signatures: 3,
-        head_seq: 10,
-        head_hash: "ab".repeat(32),
-        first_bad_seq: (!ok).then_some(4),
-        reason: (!ok).then(|| "hash mismatch <!channel>".into()),
-        public_key: "cd".repeat(32),
-        mismatches: vec![],
-        checkpoint: None,
-        checkpoint_sink: None,
-    };
+    let verify =
+        |ok: bool| crate::channels::kit::samples::verify_result(ok, "hash mismatch <!channel>");
     vec![
         (
             AuditAnswer::Requests {

@@ -133,19 +133,7 @@ pub fn samples() -> Vec<(&'static str, Value)> {
         prev_hash: String::new(),
         hash: String::new(),
     };
-    let verify = |ok: bool| crate::service::audit_query::VerifyResult {
-        ok,
-        events: 3,
-        signatures: 1,
-        head_seq: 3,
-        head_hash: "b".repeat(64),
-        first_bad_seq: (!ok).then_some(2),
-        reason: (!ok).then(|| "hash mismatch".into()),
-        public_key: "c".repeat(64),
-        mismatches: vec![],
-        checkpoint: None,
-        checkpoint_sink: None,
-    };
+    let verify = |ok: bool| crate::channels::kit::samples::verify_result(ok, "hash mismatch");
     let answers = vec![
         AuditAnswer::Requests {
             title: "Recent requests".into(),

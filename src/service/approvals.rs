@@ -116,6 +116,8 @@ impl App {
                         slack_channel: None,
                         teams_conversation: None,
                         notify_on_behalf_of: true,
+                        remind_every: None,
+                        remind_max: 0,
                     };
                     let s = spec.as_ref().unwrap_or(&empty);
                     let approval = requests::insert(

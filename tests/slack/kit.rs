@@ -169,3 +169,32 @@ async fn a_rule_can_keep_the_outcome_from_the_person_an_agent_acted_for() {
     );
     assert_eq!(t.count_kind(&id, "slack.notified").await, 0);
 }
+
+const REMINDING: &str = "rules:\n  - name: exports\n    action: db.*\n    effect: require_approval\n    approvers: [user:bob@example.com]\n    remind_every: 1s\n    remind_max: 2\n";
+
+#[tokio::test]
+async fn approvers_are_reminded_in_the_thread_at_most_remind_max_times() {
+    let t = spawn_slack(Some(REMINDING)).await;
+    let agent = t.app.agent().await;
+    let (id, _) = t.create_posted(&agent, export_request()).await;
+    let ts = t.app.chat_message(&id, "slack").await.unwrap().message_id;
+    let in_thread = || {
+        t.fake
+            .successes("chat.postMessage")
+            .into_iter()
+            .filter(|c| c.body["thread_ts"] == ts.as_str())
+            .collect::<Vec<_>>()
+    };
+    eventually("two reminders", || async { in_thread().len() == 2 }).await;
+    let first = in_thread()[0].body["text"].as_str().unwrap().to_string();
+    assert!(first.contains("Reminder 1"), "{first}");
+    assert!(
+        first.contains("bob@example.com"),
+        "names who may decide: {first}"
+    );
+    assert_eq!(in_thread()[0].body["channel"], CHANNEL);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(in_thread().len(), 2, "remind_max is the most");
+    assert_eq!(t.count_kind(&id, "request.reminded").await, 2);
+    assert_eq!(t.count_kind(&id, "slack.reminded").await, 2);
+}

@@ -207,3 +207,31 @@ async fn a_rule_can_keep_the_outcome_from_the_person_an_agent_acted_for() {
             .contains(&"teams.notified".to_string())
     );
 }
+
+const REMINDING: &str = "rules:\n  - name: exports\n    action: db.*\n    effect: require_approval\n    approvers: [user:bob@example.com]\n    remind_every: 1s\n    remind_max: 2\n";
+
+#[tokio::test]
+async fn approvers_are_reminded_in_a_reply_at_most_remind_max_times() {
+    let t = spawn_teams_with_policy(REMINDING).await;
+    let (_, request, _) = t.create_and_post().await;
+    let id = request["id"].as_str().unwrap();
+    let card = t.app.chat_message(id, "teams").await.unwrap().message_id;
+    let replies = || {
+        t.bf.replies()
+            .into_iter()
+            .filter(|c| c.segments[4] == card)
+            .collect::<Vec<_>>()
+    };
+    eventually("two reminders", || async { replies().len() == 2 }).await;
+    let first = replies()[0].body["text"].as_str().unwrap().to_string();
+    assert!(first.contains("Reminder 1"), "{first}");
+    assert!(
+        first.contains("bob@example.com"),
+        "names who may decide: {first}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(replies().len(), 2, "remind_max is the most");
+    let kinds = t.app.audit_kinds(id).await;
+    assert_eq!(kinds.iter().filter(|k| *k == "request.reminded").count(), 2);
+    assert_eq!(kinds.iter().filter(|k| *k == "teams.reminded").count(), 2);
+}

@@ -104,6 +104,15 @@ pub trait ChatApi: Send + Sync + 'static {
     async fn post(&self, to: &Destination, a: &Approval) -> Result<ChatMessage, DeliveryError>;
     /// Rewrites the posted message `at` to show `a` as it is now.
     async fn update(&self, at: &ChatMessage, a: &Approval) -> Result<(), DeliveryError>;
+    /// Reminds the approvers of pending `a` in the thread of (or a reply
+    /// to) its message `at`; `who` are the approvers to name.
+    async fn remind(
+        &self,
+        at: &ChatMessage,
+        a: &Approval,
+        text: &str,
+        who: &[String],
+    ) -> Result<(), DeliveryError>;
     /// The platform's command that shows a request in full (`/audit`).
     fn full_text_command(&self) -> &'static str;
     /// Sends `notice` about `a` to `to` in a direct message; `None` when
@@ -128,6 +137,10 @@ pub fn notify_kind(channel: &str) -> String {
     format!("{channel}.notify")
 }
 
+pub fn remind_kind(channel: &str) -> String {
+    format!("{channel}.remind")
+}
+
 /// Registers the post and update handlers of `api`'s channel.
 pub fn register<C: ChatApi>(outbox: &mut Outbox, app: &App, api: Arc<C>) {
     let name = api.name();
@@ -137,6 +150,7 @@ pub fn register<C: ChatApi>(outbox: &mut Outbox, app: &App, api: Arc<C>) {
     });
     outbox.register(&post_kind(name), deliverer.clone());
     outbox.register(&notify_kind(name), deliverer.clone());
+    outbox.register(&remind_kind(name), deliverer.clone());
     outbox.register(&update_kind(name), deliverer);
 }
 
@@ -155,6 +169,8 @@ impl<C: ChatApi> Deliverer for ChatDeliverer<C> {
             self.post(item, attempt).await
         } else if item.kind == notify_kind(name) {
             self.notify(item, attempt).await
+        } else if item.kind == remind_kind(name) {
+            self.remind(item, attempt).await
         } else {
             self.update(item, attempt).await
         };
@@ -219,6 +235,44 @@ impl<C: ChatApi> ChatDeliverer<C> {
         data["attempt"] = json!(attempt);
         Ok(Delivery::Delivered {
             audit: Some((format!("{}.updated", self.api.name()), data)),
+            message: None,
+        })
+    }
+
+    /// A reminder to the approvers of a request still pending.
+    async fn remind(&self, item: &OutboxItem, attempt: i64) -> Result<Delivery, Failure> {
+        let a = self.load(item).await?;
+        // Decided since it was queued, or never posted: nothing to remind of.
+        let posted = self.posted(&a).await?;
+        let (Some(at), true) = (posted, a.status == crate::domain::Status::Pending) else {
+            return Ok(nothing());
+        };
+        let n = item.payload_json()["reminder"].as_u64().unwrap_or(1);
+        let missing =
+            a.required_approvals as usize - a.approvals.len().min(a.required_approvals as usize);
+        let text = format!(
+            "Reminder {n}: this request still needs {missing} more approval{}. Decide on the message above.",
+            if missing == 1 { "" } else { "s" }
+        );
+        let who: Vec<String> = a
+            .approvers
+            .iter()
+            .filter(|p| !a.approvals.iter().any(|d| d.principal == p.as_str()))
+            .take(10)
+            .map(|p| p.as_str().to_string())
+            .collect();
+        let (conv_key, id_key) = self.api.keys();
+        let place = json!({ conv_key: at.conversation, id_key: at.message_id });
+        self.api
+            .remind(&at, &a, &text, &who)
+            .await
+            .map_err(|e| (e, place.clone()))?;
+        let mut data = place;
+        data["reminder"] = json!(n);
+        data["mentioned"] = json!(who);
+        data["attempt"] = json!(attempt);
+        Ok(Delivery::Delivered {
+            audit: Some((format!("{}.reminded", self.api.name()), data)),
             message: None,
         })
     }

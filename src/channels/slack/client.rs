@@ -203,6 +203,23 @@ impl SlackApi {
         Ok((p.channel, p.ts))
     }
 
+    /// Posts in the thread of message `ts`.
+    pub async fn post_reply(
+        &self,
+        channel: &str,
+        ts: &str,
+        content: SlackMessageContent,
+    ) -> Result<(), ApiError> {
+        let req = SlackApiChatPostMessageRequest::new(channel.into(), content)
+            .with_thread_ts(ts.into())
+            .with_link_names(false)
+            .with_parse("none".into())
+            .with_unfurl_links(false)
+            .with_unfurl_media(false);
+        let _: Posted = self.post("chat.postMessage", &req).await?;
+        Ok(())
+    }
+
     pub async fn update_message(
         &self,
         channel: &str,

@@ -10,7 +10,7 @@ use super::Slack;
 use super::client::ApiError;
 use super::identity::slack_names;
 use super::limits::{MAX_FALLBACK, clip, mrkdwn};
-use super::render::FULL_TEXT_COMMAND;
+use super::render::{FULL_TEXT_COMMAND, person};
 use crate::channels::kit::delivery::{ChatApi, DeliveryError, Destination};
 use crate::channels::kit::notice::OutcomeNotice;
 use crate::domain::Principal;
@@ -76,6 +76,27 @@ impl ChatApi for Slack {
         let content = self.message(a).await?;
         self.api
             .update_message(&at.conversation, &at.message_id, content)
+            .await?;
+        Ok(())
+    }
+
+    async fn remind(
+        &self,
+        at: &ChatMessage,
+        _a: &Approval,
+        text: &str,
+        who: &[String],
+    ) -> Result<(), DeliveryError> {
+        let principals: Vec<&str> = who.iter().map(String::as_str).collect();
+        let names = slack_names(&self.app.store, &principals).await?;
+        let mut line = mrkdwn(text);
+        if !who.is_empty() {
+            let named: Vec<String> = who.iter().map(|p| person(p, &names)).collect();
+            line.push_str(&format!(" Who may decide: {}", named.join(", ")));
+        }
+        let content = SlackMessageContent::new().with_text(clip(&line, MAX_FALLBACK));
+        self.api
+            .post_reply(&at.conversation, &at.message_id, content)
             .await?;
         Ok(())
     }

@@ -9,11 +9,12 @@
 use serde_json::{Value, json};
 
 use super::Teams;
-use super::card::{CONTENT_TYPE, FULL_TEXT_COMMAND, Tone};
+use super::card::{CONTENT_TYPE, FULL_TEXT_COMMAND, Tone, escape};
 use super::connector::CallError;
 use super::conversations;
 use crate::channels::kit::delivery::{ChatApi, DeliveryError, Destination};
 use crate::channels::kit::notice::OutcomeNotice;
+use crate::channels::kit::view::shown_principal;
 use crate::domain::{Principal, Status};
 use crate::store::chat_messages::{self, ChatMessage};
 use crate::store::requests::Approval;
@@ -85,6 +86,30 @@ impl ChatApi for Teams {
         activity["id"] = json!(at.message_id);
         self.connector
             .update(&service_url, &at.conversation, &at.message_id, &activity)
+            .await?;
+        Ok(())
+    }
+
+    async fn remind(
+        &self,
+        at: &ChatMessage,
+        _a: &Approval,
+        text: &str,
+        who: &[String],
+    ) -> Result<(), DeliveryError> {
+        let service_url = service_url(at.extra.as_ref())
+            .or_else(|| self.app.settings.teams.service_url.clone())
+            .ok_or_else(|| DeliveryError::permanent("no service URL for the posted card"))?;
+        let mut line = text.to_string();
+        if !who.is_empty() {
+            let named: Vec<&str> = who.iter().map(|p| shown_principal(p)).collect();
+            line.push_str(&format!(" Who may decide: {}", named.join(", ")));
+        }
+        // A message's text is markdown in Teams: escaped, so no address
+        // formats or mentions.
+        let activity = json!({ "type": "message", "text": escape(&line, 2000) });
+        self.connector
+            .reply(&service_url, &at.conversation, &at.message_id, &activity)
             .await?;
         Ok(())
     }

@@ -90,6 +90,7 @@ impl Server {
         let workers = CancellationToken::new();
         let outbox = tokio::spawn(self.outbox.run(workers.clone()));
         let expiry = tokio::spawn(self.app.clone().run_expiry(workers.clone()));
+        let reminders = tokio::spawn(self.app.clone().run_reminders(workers.clone()));
         let checkpoints = self
             .checkpoints
             .map(|p| tokio::spawn(p.run(workers.clone())));
@@ -110,7 +111,7 @@ impl Server {
         )
         .await;
         workers.cancel();
-        let _ = tokio::join!(outbox, expiry);
+        let _ = tokio::join!(outbox, expiry, reminders);
         if let Some(c) = checkpoints {
             let _ = c.await;
         }

@@ -1,8 +1,12 @@
 //! Chat channels. Each enabled channel gets a `<name>.post` and a
 //! `<name>.update` outbox handler and its own HTTP routes; all of them
 //! record decisions through `App::decide`, never on their own.
+//!
+//! What the channels share is in [`kit`] (and [`text`]); a platform module
+//! keeps only its wire types, authentication, client, escaping and
+//! templates.
 
-pub mod binding;
+pub mod kit;
 pub mod slack;
 pub mod teams;
 pub mod text;

@@ -68,6 +68,13 @@ pub struct ApprovalSpec {
     pub on_expiry: OnExpiry,
     pub slack_channel: Option<String>,
     pub teams_conversation: Option<String>,
+    /// Whether the human an agent acted for is told the outcome in a
+    /// direct message (`notify_on_behalf_of`, default true).
+    pub notify_on_behalf_of: bool,
+    /// While pending, remind the approvers this often (`remind_every`)…
+    pub remind_every: Option<Duration>,
+    /// …at most this many times (`remind_max`, default 3).
+    pub remind_max: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -121,6 +128,37 @@ const BUILT_IN: &str =
     "# built-in: every action needs one human approval within 15 minutes\nrules: []\n";
 
 impl Policy {
+    /// Whether any rule sends reminders (else the sweeper has nothing to do).
+    pub fn any_reminders(&self) -> bool {
+        self.rules.iter().any(
+            |r| matches!(&r.effect, Effect::RequireApproval(spec) if spec.remind_every.is_some()),
+        )
+    }
+
+    /// How often and how many times rule `name` reminds its approvers of
+    /// a pending request, if it does.
+    pub fn reminders(&self, name: &str) -> Option<(Duration, u32)> {
+        match &self.rules.iter().find(|r| r.name == name)?.effect {
+            Effect::RequireApproval(spec) => spec.remind_every.map(|e| (e, spec.remind_max)),
+            _ => None,
+        }
+    }
+
+    /// Whether rule `name` tells the on-behalf-of human the outcome. A rule
+    /// that is gone (the policy changed) or is the default keeps the
+    /// default: yes.
+    pub fn notifies_on_behalf_of(&self, name: &str) -> bool {
+        let effect = self
+            .rules
+            .iter()
+            .find(|r| r.name == name)
+            .map_or(&self.default, |r| &r.effect);
+        match effect {
+            Effect::RequireApproval(spec) => spec.notify_on_behalf_of,
+            _ => true,
+        }
+    }
+
     pub fn built_in() -> Self {
         Self::parse(BUILT_IN, "built-in").expect("the built-in policy is valid")
     }
@@ -199,6 +237,9 @@ impl Policy {
                 on_expiry: OnExpiry::Deny,
                 slack_channel: None,
                 teams_conversation: None,
+                notify_on_behalf_of: true,
+                remind_every: None,
+                remind_max: DEFAULT_REMIND_MAX,
             }),
             Some(d) => {
                 let effect = compile_effect(&d, &groups).map_err(|e| {
@@ -306,10 +347,13 @@ fn compile_effect(
         || raw.expires_in.is_some()
         || raw.on_expiry.is_some()
         || raw.slack_channel.is_some()
-        || raw.teams_conversation.is_some();
+        || raw.teams_conversation.is_some()
+        || raw.notify_on_behalf_of.is_some()
+        || raw.remind_every.is_some()
+        || raw.remind_max.is_some();
     match raw.effect.as_str() {
         "allow" | "deny" if only_for_approval => Err(format!(
-            "approvals, approvers, expires_in, on_expiry and chat destinations only apply to effect require_approval, not {}",
+            "approvals, approvers, expires_in, on_expiry, chat destinations, notify_on_behalf_of and reminders only apply to effect require_approval, not {}",
             raw.effect
         )),
         "allow" => Ok(Effect::Allow),
@@ -349,6 +393,18 @@ fn compile_effect(
                 Some(s) => parse_duration(s)?,
                 None => Duration::from_secs(15 * 60),
             };
+            let remind_every = raw
+                .remind_every
+                .as_deref()
+                .map(parse_duration)
+                .transpose()?;
+            if remind_every.is_some_and(|r| r < MIN_EXPIRY) {
+                return Err("remind_every must be at least 1s".into());
+            }
+            let remind_max = raw.remind_max.unwrap_or(DEFAULT_REMIND_MAX);
+            if remind_max > 100 {
+                return Err(format!("remind_max must be at most 100, not {remind_max}"));
+            }
             if !(MIN_EXPIRY..=MAX_EXPIRY).contains(&expires_in) {
                 return Err("expires_in must be between 1s and 30d".into());
             }
@@ -359,6 +415,9 @@ fn compile_effect(
                 on_expiry: raw.on_expiry.unwrap_or(OnExpiry::Deny),
                 slack_channel: raw.slack_channel.clone(),
                 teams_conversation: raw.teams_conversation.clone(),
+                notify_on_behalf_of: raw.notify_on_behalf_of.unwrap_or(true),
+                remind_every,
+                remind_max,
             }))
         }
         other => Err(format!(
@@ -463,7 +522,16 @@ struct RawEffect {
     slack_channel: Option<String>,
     #[serde(default)]
     teams_conversation: Option<String>,
+    #[serde(default)]
+    notify_on_behalf_of: Option<bool>,
+    #[serde(default)]
+    remind_every: Option<String>,
+    #[serde(default)]
+    remind_max: Option<u32>,
 }
+
+/// How many reminders a rule with `remind_every` sends unless it says.
+pub const DEFAULT_REMIND_MAX: u32 = 3;
 
 #[cfg(test)]
 mod tests {
@@ -565,5 +633,42 @@ rules:
         }
         let src = "rules:\n  - name: r\n    resource: \"{prod,staging}/**\"\n    effect: allow\n";
         assert!(Policy::parse(src, "t").is_ok());
+    }
+
+    #[test]
+    fn the_person_an_agent_acts_for_is_told_the_outcome_unless_the_rule_says_not() {
+        let p = Policy::parse(
+            "rules:\n  - name: quiet\n    action: db.*\n    effect: require_approval\n    notify_on_behalf_of: false\n  - name: loud\n    action: deploy.*\n    effect: require_approval\n",
+            "test",
+        )
+        .unwrap();
+        assert!(!p.notifies_on_behalf_of("quiet"));
+        assert!(p.notifies_on_behalf_of("loud"));
+        assert!(
+            p.notifies_on_behalf_of("gone since"),
+            "a rule that is gone keeps the default"
+        );
+        let err = Policy::parse(
+            "rules:\n  - name: a\n    action: x.*\n    effect: allow\n    notify_on_behalf_of: false\n",
+            "test",
+        )
+        .unwrap_err();
+        assert!(err.contains("notify_on_behalf_of"), "{err}");
+    }
+
+    #[test]
+    fn a_rule_may_remind_its_approvers_a_few_times() {
+        let p = Policy::parse(
+            "rules:\n  - name: nag\n    action: db.*\n    effect: require_approval\n    remind_every: 15m\n  - name: quiet\n    action: x.*\n    effect: require_approval\n",
+            "test",
+        )
+        .unwrap();
+        assert!(p.any_reminders());
+        assert_eq!(
+            p.reminders("nag"),
+            Some((Duration::from_secs(900), DEFAULT_REMIND_MAX))
+        );
+        assert_eq!(p.reminders("quiet"), None);
+        assert!(Policy::parse("rules:\n  - name: a\n    action: x.*\n    effect: require_approval\n    remind_every: soon\n", "test").is_err());
     }
 }

@@ -115,6 +115,9 @@ impl App {
                         on_expiry: OnExpiry::Deny,
                         slack_channel: None,
                         teams_conversation: None,
+                        notify_on_behalf_of: true,
+                        remind_every: None,
+                        remind_max: 0,
                     };
                     let s = spec.as_ref().unwrap_or(&empty);
                     let approval = requests::insert(
@@ -436,6 +439,19 @@ pub(crate) async fn on_final(
     // Requests decided by policy at once were never posted to chat.
     if approval.required_approvals > 0 {
         update_channels(ctx, channels, id).await?;
+        // The human the agent acted for is told the outcome (the channel
+        // skips it if the rule opted out or they have no account there).
+        if approval.on_behalf_of.is_some() {
+            for ch in channels {
+                ctx.enqueue(
+                    &format!("{ch}.notify"),
+                    &format!("{ch}:{id}"),
+                    Some(id),
+                    &json!({ "request_id": id }),
+                )
+                .await?;
+            }
+        }
     }
     if let Some(url) = &approval.callback_url {
         let body = serde_json::to_value(approval).unwrap_or(Value::Null);

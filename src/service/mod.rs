@@ -6,6 +6,7 @@
 pub mod approvals;
 pub mod audit_query;
 pub mod expiry;
+pub mod reminders;
 
 use std::sync::{Arc, RwLock};
 

@@ -281,6 +281,19 @@ impl TestApp {
             .collect()
     }
 
+    /// The request's events of `kind`, oldest first: (actor, data).
+    pub async fn events_of(&self, id: &str, kind: &str) -> Vec<(String, serde_json::Value)> {
+        self.events(countersign::store::trail::AuditFilter {
+            request_id: Some(id.parse().unwrap()),
+            ..Default::default()
+        })
+        .await
+        .into_iter()
+        .filter(|e| e.kind == kind)
+        .map(|e| (e.actor, serde_json::from_str(&e.data).unwrap()))
+        .collect()
+    }
+
     /// The events `filter` selects (its limit defaults to the whole
     /// trail), oldest first.
     pub async fn events(
@@ -295,6 +308,28 @@ impl TestApp {
             .unwrap();
         events.reverse();
         events
+    }
+
+    /// Queues outbox rows for request `id` in its channel's lane, in one
+    /// transaction, as the core does (`<channel>.post`, `<channel>.update`).
+    pub async fn enqueue(&self, kinds: &[&str], id: &str) {
+        let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+        let id: uuid::Uuid = id.parse().unwrap();
+        self.app
+            .store
+            .write(move |ctx| {
+                Box::pin(async move {
+                    for kind in &kinds {
+                        let channel = kind.split('.').next().unwrap();
+                        let lane = format!("{channel}:{id}");
+                        ctx.enqueue(kind, &lane, Some(id), &json!({ "request_id": id }))
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+            .unwrap();
     }
 
     /// Every outbox row, oldest first.

@@ -63,7 +63,17 @@ async fn approve_by_another_user_records_the_decision_updates_the_message_and_an
         texts(&update).contains(&format!("<@{BOB}>")),
         "names who approved"
     );
-    assert_eq!(t.fake.successes("chat.postMessage").len(), 1);
+    // Once in the approvals channel (Alice, for whom the agent acted, is
+    // told the outcome in a direct message of her own).
+    let in_channel = |c: &&crate::fake_slack::Call| c.body["channel"] == CHANNEL;
+    assert_eq!(
+        t.fake
+            .successes("chat.postMessage")
+            .iter()
+            .filter(in_channel)
+            .count(),
+        1
+    );
     let kinds = t.app.audit_kinds(&id).await;
     for k in ["decision.approve", "request.approved"] {
         assert!(kinds.contains(&k.to_string()), "{k} in {kinds:?}");
@@ -218,7 +228,7 @@ async fn a_denial_without_a_reason_keeps_the_modal_open_and_records_nothing() {
 }
 
 #[tokio::test]
-async fn an_unmapped_slack_user_cannot_decide_and_nothing_is_recorded() {
+async fn an_unmapped_slack_user_cannot_decide_and_the_attempts_are_audited() {
     let t = spawn_slack(None).await;
     let agent = t.app.agent().await;
     let (id, post) = t.create_posted(&agent, export_request()).await;
@@ -241,7 +251,26 @@ async fn an_unmapped_slack_user_cannot_decide_and_nothing_is_recorded() {
         t.fake.calls("views.open").is_empty(),
         "no deny form for an unknown person"
     );
-    assert_eq!(t.app.audit_kinds(&id).await, before);
+    // Both clicks are audited, as on Teams, by an actor that names the
+    // account without claiming it is anyone.
+    let mut after = before.clone();
+    after.extend([
+        "decision.blocked".to_string(),
+        "decision.blocked".to_string(),
+    ]);
+    eventually("both clicks audited", || async {
+        t.app.audit_kinds(&id).await == after
+    })
+    .await;
+    let blocked = t.app.events_of(&id, "decision.blocked").await;
+    assert!(
+        blocked.iter().all(
+            |(actor, data)| *actor == format!("unmapped:slack:{TEAM}/{NOMAIL}")
+                && data["reason"] == "unknown_person"
+                && data["channel"] == "slack"
+        ),
+        "{blocked:?}"
+    );
     assert_eq!(t.decisions(&id).await, 0);
 }
 

@@ -252,6 +252,16 @@ fn success(inner: &Inner, method: &str, body: &Value) -> Value {
             }
             None => json!({ "ok": false, "error": "user_not_found" }),
         },
+        "users.lookupByEmail" => {
+            let users = inner.users.lock().unwrap();
+            let found = users
+                .iter()
+                .find(|(_, email)| email.as_deref() == Some(s("email")));
+            match found {
+                Some((id, _)) => json!({ "ok": true, "user": { "id": id, "team_id": "T1" } }),
+                None => json!({ "ok": false, "error": "users_not_found" }),
+            }
+        }
         _ => json!({ "ok": false, "error": "unknown_method" }),
     }
 }

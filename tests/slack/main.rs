@@ -13,5 +13,6 @@ mod checkpoints;
 mod decisions;
 mod delivery;
 mod inert;
+mod kit;
 mod manifest;
 mod signatures;

@@ -270,13 +270,19 @@ impl SlackTest {
 
     /// Creates a request through the API and waits for its Slack post.
     pub async fn create_posted(&self, token: &str, body: Value) -> (String, Call) {
-        let before = self.fake.successes("chat.postMessage").len();
         let a = self.app.create(token, body).await;
         let id = a["id"].as_str().unwrap().to_string();
-        let posts = self.fake.wait_for("chat.postMessage", before + 1).await;
-        let post = posts
+        // Other posts (outcome notices of earlier requests) may land first.
+        let mine = |c: &Call| button(c, "countersign_approve").is_some_and(|v| v.contains(&id));
+        eventually("the post of this request", || async {
+            self.fake.successes("chat.postMessage").iter().any(mine)
+        })
+        .await;
+        let post = self
+            .fake
+            .successes("chat.postMessage")
             .into_iter()
-            .find(|c| button(c, "countersign_approve").is_some_and(|v| v.contains(&id)))
+            .find(mine)
             .expect("the post of this request");
         // The message reference and the slack.posted event commit together,
         // after Slack answered: wait for them so later checks start settled.

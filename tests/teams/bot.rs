@@ -316,6 +316,15 @@ fn answer(
         (&Method::PUT, ["v3", "conversations", _, "activities", id]) => {
             (200, None, json!({ "id": id }))
         }
+        (&Method::GET, ["v3", "conversations", _, "members"]) => {
+            let mut all: Vec<Value> = s.members.values().cloned().collect();
+            all.sort_by_key(|m| m["id"].to_string());
+            (200, None, json!(all))
+        }
+        (&Method::POST, ["v3", "conversations"]) => {
+            let member = parsed["members"][0]["id"].as_str().unwrap_or("?");
+            (200, None, json!({ "id": format!("dm-{member}") }))
+        }
         (&Method::GET, ["v3", "conversations", _, "members", user]) => match s.members.get(*user) {
             Some(m) => (200, None, m.clone()),
             None => (

@@ -14,5 +14,6 @@ mod conversations;
 mod decisions;
 mod delivery;
 mod inert;
+mod kit;
 mod package;
 mod tokens;

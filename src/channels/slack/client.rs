@@ -84,6 +84,16 @@ struct Posted {
 }
 
 #[derive(Deserialize)]
+struct UserId {
+    user: IdOnly,
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    id: String,
+}
+
+#[derive(Deserialize)]
 struct UserAnswer {
     user: UserInfo,
 }
@@ -193,6 +203,23 @@ impl SlackApi {
         Ok((p.channel, p.ts))
     }
 
+    /// Posts in the thread of message `ts`.
+    pub async fn post_reply(
+        &self,
+        channel: &str,
+        ts: &str,
+        content: SlackMessageContent,
+    ) -> Result<(), ApiError> {
+        let req = SlackApiChatPostMessageRequest::new(channel.into(), content)
+            .with_thread_ts(ts.into())
+            .with_link_names(false)
+            .with_parse("none".into())
+            .with_unfurl_links(false)
+            .with_unfurl_media(false);
+        let _: Posted = self.post("chat.postMessage", &req).await?;
+        Ok(())
+    }
+
     pub async fn update_message(
         &self,
         channel: &str,
@@ -233,6 +260,24 @@ impl SlackApi {
                 .http_session_api
                 .http_get::<UserAnswer, _, _>("users.info", &params, None);
         Ok(self.deadline("users.info", call).await?.user)
+    }
+
+    /// The Slack user with this confirmed e-mail address, if any
+    /// (`users.lookupByEmail`, scope `users:read.email`).
+    pub async fn lookup_by_email(&self, email: &str) -> Result<Option<String>, ApiError> {
+        let session = self.client.open_session(&self.token);
+        let params = vec![("email", Some(email))];
+        let call =
+            session
+                .http_session_api
+                .http_get::<UserId, _, _>("users.lookupByEmail", &params, None);
+        match self.deadline("users.lookupByEmail", call).await {
+            Ok(u) => Ok(Some(u.user.id)),
+            Err(ApiError::Permanent { message }) if message.ends_with("users_not_found") => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Answers through a `response_url` (slash commands, clicks). The URL

@@ -1,10 +1,10 @@
 //! `POST /slack/commands`: the `/audit` slash command.
 //!
-//! The grammar is parsed by `domain::audit_command` and the query runs in
-//! `App::audit_query`, which also enforces who may read the trail (the
-//! policy's `auditors` group, or everyone if configured). This module
-//! resolves the Slack user (and a mentioned one) to principals and renders
-//! the answer as ephemeral Block Kit.
+//! The kit's flow answers it ([`crate::channels::kit::audit_answer`]: who
+//! asks, the grammar, a mention resolved only for an auditor, the query
+//! and its rules); this module reads Slack's form, turns Slack's mentions
+//! and e-mail links into what the grammar expects, and renders the answer
+//! as ephemeral Block Kit.
 //!
 //! The answer goes straight back in the HTTP response when it is ready
 //! within [`super::ANSWER_WITHIN`]; otherwise Slack gets a short
@@ -25,6 +25,7 @@ use super::identity::mention_user_id;
 use super::limits::escape_clip;
 use super::render::SlackNames;
 use super::{ANSWER_WITHIN, Recipient, Slack, form_field};
+use crate::channels::kit::audit_answer;
 use crate::domain::audit_command::{self, AuditCommand, PersonRef};
 use crate::error::{AppError, AppResult};
 
@@ -80,46 +81,22 @@ pub async fn handle(
 
 /// The `/audit` answer for `text`, as `to` may see it.
 pub async fn answer(slack: &Slack, to: &Recipient, text: &str) -> SlackMessageContent {
-    let who = match slack.identities.resolve(&to.team, &to.user).await {
-        Ok(p) => p,
-        Err(why) => return plain(&why.message()),
-    };
+    let who = slack.identities.resolve(&to.team, &to.user).await;
     let text = unlink_emails(text);
-    let parsed = match audit_command::parse(&text, crate::clock::now()) {
-        Ok(p) => p,
-        Err(e) => return plain(&e),
-    };
     let query = without_page(&text);
-    let person = match &parsed.command {
-        AuditCommand::Person(PersonRef::Principal(p)) => Some(p.clone()),
-        // Looked up only for someone allowed to ask; others are refused below.
-        AuditCommand::Person(PersonRef::Mention(m)) if slack.app.is_auditor(&who) => {
-            match mention_user_id(m) {
-                Some(user) => slack.identities.resolve(&to.team, user).await.ok(),
-                None => None,
-            }
-        }
-        _ => None,
+    let mention = |m: String| async move {
+        let user = mention_user_id(&m)?;
+        slack.identities.resolve(&to.team, user).await.ok()
     };
-    let page = parsed.page;
-    match slack.app.audit_query(&who, parsed, person).await {
-        Ok(answer) => slack
+    match audit_answer::answer(&slack.app, who, &text, mention).await {
+        Ok(a) => slack
             .templates
-            .audit(&answer, page, &query, &SlackNames::new())
+            .audit(&a.answer, a.page, &query, &SlackNames::new())
             .unwrap_or_else(|e| {
                 tracing::error!(error = %format!("{e:#}"), "rendering an /audit answer failed");
                 plain("Countersign could not show the answer; the error has been logged.")
             }),
-        Err(
-            e @ (AppError::Forbidden(_)
-            | AppError::BadRequest(_)
-            | AppError::NotFound(_)
-            | AppError::Unprocessable(_)),
-        ) => plain(&e.to_string()),
-        Err(e) => {
-            tracing::error!(error = %e, "an /audit query failed");
-            plain("Countersign could not answer; the error has been logged.")
-        }
+        Err(no) => plain(&no.text),
     }
 }
 

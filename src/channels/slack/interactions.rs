@@ -26,10 +26,10 @@ use uuid::Uuid;
 
 use super::render::{self, ButtonValue};
 use super::{Recipient, Slack, form_field, within_budget};
-use crate::channels::binding;
+use crate::channels::kit::binding;
+use crate::channels::kit::decide::{self, Click, Explained};
 use crate::domain::Verdict;
 use crate::error::{AppError, AppResult};
-use crate::service::approvals::DecisionInput;
 use crate::store::requests;
 
 #[derive(Debug, Deserialize)]
@@ -196,69 +196,50 @@ fn bound(value: &str) -> Option<(Uuid, Option<String>)> {
     ))
 }
 
-/// Audits a click without a payload hash and tells the clicker.
-async fn refuse_unbound(slack: &Slack, to: &Recipient, who: &str, id: Uuid, verdict: Verdict) {
-    if let Err(e) = binding::refuse_unbound(&slack.app, who, id, verdict, super::CHANNEL).await {
-        tracing::error!(error = %e, "recording an unbound Slack click failed");
-    }
-    slack.tell(to, binding::UNBOUND).await;
-}
-
 const NOT_OURS: &str = "This button did not come from Countersign, so nothing was recorded.";
+
+/// Decides through the kit and tells the clicker when it did not count.
+/// Success needs no reply: the message itself is updated in place.
+async fn decide_and_tell(slack: &Slack, to: &Recipient, click: Click) {
+    let who = slack.identities.resolve(&to.team, &to.user).await;
+    if let Explained::NotCounted { why, .. } = decide::decide(&slack.app, who, click).await {
+        slack.tell(to, &why).await;
+    }
+}
 
 async fn approve(slack: &Slack, to: &Recipient, value: &str) {
     let Some((request_id, shown)) = bound(value) else {
         return slack.tell(to, NOT_OURS).await;
     };
-    let who = match slack.identities.resolve(&to.team, &to.user).await {
-        Ok(p) => p,
-        Err(why) => return slack.tell(to, &why.message()).await,
+    let click = Click {
+        request_id,
+        verdict: Verdict::Approve,
+        shown,
+        comment: None,
+        channel: super::CHANNEL,
     };
-    let Some(shown) = shown else {
-        return refuse_unbound(slack, to, who.as_str(), request_id, Verdict::Approve).await;
-    };
-    let decided = slack
-        .app
-        .decide(DecisionInput {
-            request_id,
-            who,
-            verdict: Verdict::Approve,
-            comment: None,
-            channel: super::CHANNEL,
-            payload_sha256: Some(shown),
-        })
-        .await;
-    // Success needs no reply: the message itself is updated in place.
-    if let Err(e) = decided {
-        slack.tell(to, &refusal_text(e)).await;
-    }
-}
-
-/// What to tell someone whose decision was not recorded.
-fn refusal_text(e: AppError) -> String {
-    match e {
-        AppError::Refused(r) => r.message(),
-        AppError::NotFound(_) | AppError::Conflict(_) | AppError::Unprocessable(_) => e.to_string(),
-        other => {
-            tracing::error!(error = %other, "recording a Slack decision failed");
-            "Countersign could not record your decision just now; nothing was recorded. Please try again."
-                .into()
-        }
-    }
+    decide_and_tell(slack, to, click).await;
 }
 
 async fn open_deny_modal(slack: &Slack, to: &Recipient, value: &str, trigger: Option<&str>) {
     let (Some((request_id, shown)), Some(trigger)) = (bound(value), trigger) else {
         return slack.tell(to, NOT_OURS).await;
     };
-    // An unmapped account is told now rather than after typing a reason.
-    let who = match slack.identities.resolve(&to.team, &to.user).await {
-        Ok(p) => p,
-        Err(why) => return slack.tell(to, &why.message()).await,
-    };
-    // So is a click that is not bound to a payload.
-    let Some(shown) = shown else {
-        return refuse_unbound(slack, to, who.as_str(), request_id, Verdict::Deny).await;
+    // An unmapped account is told (and audited) now rather than after
+    // typing a reason; so is a click that is not bound to a payload.
+    let who = slack.identities.resolve(&to.team, &to.user).await;
+    let (Ok(_), Some(shown)) = (&who, shown.clone()) else {
+        let click = Click {
+            request_id,
+            verdict: Verdict::Deny,
+            shown: None,
+            comment: None,
+            channel: super::CHANNEL,
+        };
+        if let Explained::NotCounted { why, .. } = decide::decide(&slack.app, who, click).await {
+            slack.tell(to, &why).await;
+        }
+        return;
     };
     let approval = match requests::get(&slack.app.store, request_id).await {
         Ok(Some(a)) => a,
@@ -267,7 +248,7 @@ async fn open_deny_modal(slack: &Slack, to: &Recipient, value: &str, trigger: Op
                 .tell(to, &format!("No approval request has id {request_id}."))
                 .await;
         }
-        Err(e) => return slack.tell(to, &refusal_text(e)).await,
+        Err(e) => return slack.tell(to, &decide::refusal(e).0).await,
     };
     let context = DenyContext {
         request_id: request_id.to_string(),
@@ -334,27 +315,14 @@ async fn view_submission(slack: Arc<Slack>, ev: ViewSubmission) -> AppResult<Res
         response_url: context.response_url.clone(),
     };
     within_budget(async move {
-        let who = match slack.identities.resolve(&to.team, &to.user).await {
-            Ok(p) => p,
-            Err(why) => return slack.tell(&to, &why.message()).await,
+        let click = Click {
+            request_id,
+            verdict: Verdict::Deny,
+            shown: binding::shown_hash(context.payload_sha256.as_deref()),
+            comment: Some(reason.trim().to_string()),
+            channel: super::CHANNEL,
         };
-        let Some(shown) = binding::shown_hash(context.payload_sha256.as_deref()) else {
-            return refuse_unbound(&slack, &to, who.as_str(), request_id, Verdict::Deny).await;
-        };
-        let decided = slack
-            .app
-            .decide(DecisionInput {
-                request_id,
-                who,
-                verdict: Verdict::Deny,
-                comment: Some(reason.trim().to_string()),
-                channel: super::CHANNEL,
-                payload_sha256: Some(shown),
-            })
-            .await;
-        if let Err(e) = decided {
-            slack.tell(&to, &refusal_text(e)).await;
-        }
+        decide_and_tell(&slack, &to, click).await;
     })
     .await;
     // An empty 200 closes the modal.

@@ -1,7 +1,7 @@
 //! The Slack channel: approvers decide where they already work.
 //!
-//! - [`delivery`]: outbox handlers that post a request needing approval and
-//!   update that message in place on every change;
+//! - [`delivery`]: Slack's side of the kit's outbox handlers, which post a
+//!   request needing approval and update that message on every change;
 //! - [`interactions`]: `POST /slack/interactions`, the Approve / Deny
 //!   buttons and the deny modal;
 //! - [`commands`]: `POST /slack/commands`, the `/audit` slash command;
@@ -10,8 +10,10 @@
 //!   within Slack's limits;
 //! - [`client`]: the Web API through slack-morphism.
 //!
-//! Decisions go through `App::decide` like every other channel's: nothing
-//! here judges whether a click counts.
+//! What is not Slack's own (identity resolution, delivery rules, "decide
+//! and explain", the audit answer, the view of a request) is the kit's
+//! ([`crate::channels::kit`]); decisions go through `App::decide` like
+//! every other channel's: nothing here judges whether a click counts.
 
 pub mod client;
 pub mod commands;
@@ -92,14 +94,7 @@ pub async fn install(app: &App, outbox: &mut Outbox) -> anyhow::Result<Router<Ap
         templates,
         verifier: SlackEventSignatureVerifier::new(&secret.expose().to_string().into()),
     });
-    outbox.register(
-        delivery::POST,
-        Arc::new(delivery::PostDeliverer(slack.clone())),
-    );
-    outbox.register(
-        delivery::UPDATE,
-        Arc::new(delivery::UpdateDeliverer(slack.clone())),
-    );
+    crate::channels::kit::delivery::register(outbox, app, slack.clone());
     Ok(Router::new()
         .route("/slack/interactions", post(interactions::handle))
         .route("/slack/commands", post(commands::handle))

@@ -354,6 +354,60 @@ impl Connector {
         ))
     }
 
+    /// Every member of a conversation, with their e-mail / UPN.
+    pub async fn members(
+        &self,
+        service_url: &str,
+        conversation: &str,
+    ) -> Result<Vec<Member>, CallError> {
+        let base = api_base(&self.checked(service_url)?);
+        let url = format!("{base}/v3/conversations/{}/members", seg(conversation));
+        let res = self.send("the member list", self.http.get(url)).await?;
+        res.json().await.map_err(|_| CallError::Failed {
+            error: "the member list's answer is not a list of members".into(),
+            status: None,
+        })
+    }
+
+    /// Opens (or finds) the bot's one-to-one chat with `member`; returns
+    /// its conversation id.
+    pub async fn open_chat(
+        &self,
+        service_url: &str,
+        member: &str,
+        tenant: Option<&str>,
+    ) -> Result<String, CallError> {
+        let base = api_base(&self.checked(service_url)?);
+        let mut body = serde_json::json!({
+            "isGroup": false,
+            "bot": { "id": format!("28:{}", self.app_id) },
+            "members": [{ "id": member }],
+        });
+        if let Some(t) = tenant {
+            body["tenantId"] = serde_json::json!(t);
+            body["channelData"] = serde_json::json!({ "tenant": { "id": t } });
+        }
+        let res = self
+            .send(
+                "the Bot Connector",
+                self.http
+                    .post(format!("{base}/v3/conversations"))
+                    .json(&body),
+            )
+            .await?;
+        let answer: ResourceResponse = res.json().await.map_err(|_| CallError::Failed {
+            error: "the Bot Connector's answer has no conversation id".into(),
+            status: None,
+        })?;
+        answer
+            .id
+            .filter(|id| !id.is_empty())
+            .ok_or(CallError::Failed {
+                error: "the Bot Connector's answer has no conversation id".into(),
+                status: None,
+            })
+    }
+
     /// One member of a conversation, with their e-mail / UPN.
     pub async fn member(
         &self,

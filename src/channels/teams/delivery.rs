@@ -1,189 +1,212 @@
-//! The outbox handlers `teams.post` and `teams.update`.
-//!
-//! The core queues a post when a request needs approval and an update on
-//! every change, in one lane per request, so an update never overtakes its
-//! post. A post renders the card from the request's state at delivery time
-//! and returns where it landed (the core stores it in `chat_messages` in
-//! the same transaction that finishes the row); an update PUTs the card
-//! rendered from the then-current state over that activity. 429 (with its
-//! `Retry-After`), 5xx and transport errors are retried by the outbox;
-//! other 4xx are permanent.
-
-use std::sync::Arc;
+//! Teams' side of the kit's deliverers ([`crate::channels::kit::delivery`]):
+//! which conversation a request's card goes to (and through which service
+//! URL), the card rendered for its current state, and the Bot Connector's
+//! POST / PUT of the activity. The kit decides when a post is not
+//! repeated, when an update is skipped, and how failures are retried and
+//! audited; 429 (with its `Retry-After`), 5xx and transport errors are
+//! transient, other 4xx permanent.
 
 use serde_json::{Value, json};
 
 use super::Teams;
-use super::card::CONTENT_TYPE;
+use super::card::{CONTENT_TYPE, FULL_TEXT_COMMAND, Tone, escape};
 use super::connector::CallError;
 use super::conversations;
-use crate::outbox::{ChatMessageRef, Deliverer, Delivery, OutboxItem};
-use crate::service::App;
+use crate::channels::kit::delivery::{ChatApi, DeliveryError, Destination};
+use crate::channels::kit::notice::OutcomeNotice;
+use crate::channels::kit::view::shown_principal;
+use crate::domain::{Principal, Status};
 use crate::store::chat_messages::{self, ChatMessage};
-use crate::store::requests::{self, Approval};
+use crate::store::requests::Approval;
 
-pub const POST: &str = "teams.post";
-pub const UPDATE: &str = "teams.update";
-
-pub struct TeamsDeliverer {
-    pub teams: Arc<Teams>,
-    pub app: App,
-}
-
-fn message(card: Value, a: &Approval) -> Value {
-    json!({
-        "type": "message",
-        // Shown in notifications, which are plain text: the action is a
-        // validated identifier, never free agent text.
-        "summary": format!("Approval needed: {}", a.action),
-        "attachments": [{ "contentType": CONTENT_TYPE, "content": card }],
-    })
-}
-
-fn failed(error: String, data: Value) -> Delivery {
-    Delivery::Failed {
-        audit: Some(("teams.failed".into(), with_error(data, &error))),
-        error,
-    }
-}
-
-fn with_error(mut data: Value, error: &str) -> Value {
-    data["error"] = json!(error);
-    data
-}
-
-fn from_call(e: CallError, mut data: Value) -> Delivery {
-    data["status"] = json!(e.status());
-    match e {
-        CallError::Retry { error, after, .. } => Delivery::Retry {
-            audit: Some(("teams.failed".into(), with_error(data, &error))),
-            error,
-            after,
-        },
-        CallError::Failed { error, .. } => failed(error, data),
-    }
-}
-
-fn retry(error: String) -> Delivery {
-    Delivery::Retry {
-        error,
-        after: None,
-        audit: None,
+impl From<CallError> for DeliveryError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Retry {
+                error,
+                after,
+                status,
+            } => DeliveryError::Transient {
+                message: error,
+                retry_after: after,
+                status,
+            },
+            CallError::Failed { error, status } => DeliveryError::Permanent {
+                message: error,
+                status,
+            },
+        }
     }
 }
 
 #[async_trait::async_trait]
-impl Deliverer for TeamsDeliverer {
-    async fn deliver(&self, item: &OutboxItem) -> Delivery {
-        let Some(id) = item.request_uuid() else {
-            return Delivery::Failed {
-                error: "the row names no request".into(),
-                audit: None,
-            };
-        };
-        let approval = match requests::get(&self.app.store, id).await {
-            Ok(Some(a)) => a,
-            Ok(None) => {
-                return Delivery::Failed {
-                    error: format!("request {id} does not exist"),
-                    audit: None,
-                };
-            }
-            Err(e) => return retry(format!("reading the request failed: {e}")),
-        };
-        let attempt = item.attempts + 1;
-        match item.kind.as_str() {
-            POST => self.post(&approval, attempt).await,
-            _ => self.update(&approval, attempt).await,
-        }
+impl ChatApi for Teams {
+    fn name(&self) -> &'static str {
+        super::CHANNEL
     }
-}
 
-impl TeamsDeliverer {
-    async fn post(&self, a: &Approval, attempt: i64) -> Delivery {
-        let dest = conversations::destination(
+    fn keys(&self) -> (&'static str, &'static str) {
+        ("conversation", "activity_id")
+    }
+
+    async fn destination(&self, a: &Approval) -> Result<Destination, DeliveryError> {
+        let (conversation, service_url) = conversations::destination(
             &self.app.store,
             &self.app.settings.teams,
             a.teams_conversation.as_deref(),
         )
-        .await;
-        let (conversation, service_url) = match dest {
-            Ok(Ok(d)) => d,
-            Ok(Err(why)) => return failed(why, json!({ "attempt": attempt })),
-            Err(e) => return retry(format!("reading Teams conversations failed: {e}")),
-        };
-        let data = json!({ "conversation": conversation, "attempt": attempt });
-        let card = match self.teams.templates.request_card(a, None) {
-            Ok(c) => c,
-            Err(e) => return failed(format!("rendering the card failed: {e:#}"), data),
-        };
-        match self
-            .teams
-            .connector
-            .post(&service_url, &conversation, &message(card, a))
-            .await
-        {
-            Ok(activity_id) => Delivery::Delivered {
-                audit: Some((
-                    "teams.posted".into(),
-                    json!({ "conversation": conversation, "activity_id": activity_id, "attempt": attempt }),
-                )),
-                message: Some(ChatMessageRef {
-                    channel: "teams",
-                    conversation,
-                    message_id: activity_id,
-                    extra: Some(json!({ "service_url": service_url })),
-                }),
-            },
-            Err(e) => from_call(e, data),
-        }
+        .await?
+        .map_err(DeliveryError::permanent)?;
+        Ok(Destination {
+            conversation,
+            extra: Some(json!({ "service_url": service_url })),
+        })
     }
 
-    async fn update(&self, a: &Approval, attempt: i64) -> Delivery {
-        let posted = chat_messages::find(&self.app.store, a.id, "teams").await;
-        let ChatMessage {
-            conversation,
-            message_id: activity_id,
-            extra,
-        } = match posted {
-            Ok(Some(m)) => m,
-            // The post never landed (it failed for good): nothing to update.
-            Ok(None) => {
-                return Delivery::Delivered {
-                    audit: None,
-                    message: None,
-                };
-            }
-            Err(e) => return retry(format!("reading the posted card failed: {e}")),
-        };
-        let service_url = extra
-            .and_then(|e| e.get("service_url")?.as_str().map(str::to_string))
-            .or_else(|| self.app.settings.teams.service_url.clone());
-        let data =
-            json!({ "conversation": conversation, "activity_id": activity_id, "attempt": attempt });
-        let Some(service_url) = service_url else {
-            return failed("no service URL for the posted card".into(), data);
-        };
-        let card = match self.teams.templates.request_card(a, None) {
-            Ok(c) => c,
-            Err(e) => return failed(format!("rendering the card failed: {e:#}"), data),
-        };
-        let mut activity = message(card, a);
-        activity["id"] = json!(activity_id);
-        match self
-            .teams
+    async fn post(&self, to: &Destination, a: &Approval) -> Result<ChatMessage, DeliveryError> {
+        let service_url = service_url(to.extra.as_ref())
+            .ok_or_else(|| DeliveryError::permanent("no service URL for the conversation"))?;
+        let activity = self.message(a)?;
+        let activity_id = self
             .connector
-            .update(&service_url, &conversation, &activity_id, &activity)
-            .await
-        {
-            Ok(()) => Delivery::Delivered {
-                audit: Some((
-                    "teams.updated".into(),
-                    json!({ "conversation": conversation, "activity_id": activity_id, "status": a.status, "attempt": attempt }),
-                )),
-                message: None,
-            },
-            Err(e) => from_call(e, data),
-        }
+            .post(&service_url, &to.conversation, &activity)
+            .await?;
+        Ok(ChatMessage {
+            conversation: to.conversation.clone(),
+            message_id: activity_id,
+            extra: to.extra.clone(),
+        })
     }
+
+    async fn update(&self, at: &ChatMessage, a: &Approval) -> Result<(), DeliveryError> {
+        let service_url = service_url(at.extra.as_ref())
+            .or_else(|| self.app.settings.teams.service_url.clone())
+            .ok_or_else(|| DeliveryError::permanent("no service URL for the posted card"))?;
+        let mut activity = self.message(a)?;
+        activity["id"] = json!(at.message_id);
+        self.connector
+            .update(&service_url, &at.conversation, &at.message_id, &activity)
+            .await?;
+        Ok(())
+    }
+
+    async fn remind(
+        &self,
+        at: &ChatMessage,
+        _a: &Approval,
+        text: &str,
+        who: &[String],
+    ) -> Result<(), DeliveryError> {
+        let service_url = service_url(at.extra.as_ref())
+            .or_else(|| self.app.settings.teams.service_url.clone())
+            .ok_or_else(|| DeliveryError::permanent("no service URL for the posted card"))?;
+        let mut line = text.to_string();
+        if !who.is_empty() {
+            let named: Vec<&str> = who.iter().map(|p| shown_principal(p)).collect();
+            line.push_str(&format!(" Who may decide: {}", named.join(", ")));
+        }
+        // A message's text is markdown in Teams: escaped, so no address
+        // formats or mentions.
+        let activity = json!({ "type": "message", "text": escape(&line, 2000) });
+        self.connector
+            .reply(&service_url, &at.conversation, &at.message_id, &activity)
+            .await?;
+        Ok(())
+    }
+
+    fn full_text_command(&self) -> &'static str {
+        FULL_TEXT_COMMAND
+    }
+
+    async fn direct(
+        &self,
+        to: &Principal,
+        a: &Approval,
+        notice: &OutcomeNotice,
+    ) -> Result<Option<ChatMessage>, DeliveryError> {
+        let Some(email) = to.as_str().strip_prefix("user:") else {
+            return Ok(None);
+        };
+        // The person is found among the members of the conversation the
+        // card went to: the Bot Connector has no lookup by e-mail.
+        let (conversation, service_url) =
+            match chat_messages::find(&self.app.store, a.id, super::CHANNEL).await? {
+                Some(m) => {
+                    let url = service_url(m.extra.as_ref())
+                        .or_else(|| self.app.settings.teams.service_url.clone());
+                    match url {
+                        Some(u) => (m.conversation, u),
+                        None => return Ok(None),
+                    }
+                }
+                None => {
+                    let d = self.destination(a).await?;
+                    let url = service_url(d.extra.as_ref()).unwrap_or_default();
+                    (d.conversation, url)
+                }
+            };
+        let members = self.connector.members(&service_url, &conversation).await?;
+        let Some(member) = members.into_iter().find(|m| {
+            [&m.email, &m.user_principal_name]
+                .into_iter()
+                .flatten()
+                .any(|mail| mail.eq_ignore_ascii_case(email))
+        }) else {
+            return Ok(None);
+        };
+        let Some(member_id) = member.id.filter(|id| !id.is_empty()) else {
+            return Ok(None);
+        };
+        let chat = self
+            .connector
+            .open_chat(&service_url, &member_id, self.tenant.as_deref())
+            .await?;
+        let text = notice
+            .lines
+            .iter()
+            .map(|(label, value)| format!("{label}: {value}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let tone = match a.status {
+            Status::Approved => Tone::Good,
+            Status::Denied => Tone::Attention,
+            _ => Tone::Warning,
+        };
+        let card = self
+            .templates
+            .notice_card(tone, &notice.title, &text)
+            .map_err(|e| DeliveryError::permanent(format!("rendering the notice failed: {e:#}")))?;
+        let activity = json!({
+            "type": "message",
+            "summary": format!("Request {}: {}", a.status.as_str(), a.action),
+            "attachments": [{ "contentType": CONTENT_TYPE, "content": card }],
+        });
+        let id = self.connector.post(&service_url, &chat, &activity).await?;
+        Ok(Some(ChatMessage {
+            conversation: chat,
+            message_id: id,
+            extra: None,
+        }))
+    }
+}
+
+impl Teams {
+    /// The request's card in a message activity, for its current state.
+    fn message(&self, a: &Approval) -> Result<Value, DeliveryError> {
+        let card = self
+            .templates
+            .request_card(a, None)
+            .map_err(|e| DeliveryError::permanent(format!("rendering the card failed: {e:#}")))?;
+        Ok(json!({
+            "type": "message",
+            // Shown in notifications, which are plain text: the action is a
+            // validated identifier, never free agent text.
+            "summary": format!("Approval needed: {}", a.action),
+            "attachments": [{ "contentType": CONTENT_TYPE, "content": card }],
+        }))
+    }
+}
+
+fn service_url(extra: Option<&Value>) -> Option<String> {
+    extra?.get("service_url")?.as_str().map(str::to_string)
 }

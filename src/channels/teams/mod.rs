@@ -4,11 +4,15 @@
 //! No maintained Rust Bot Framework crate exists, so this is a small one on
 //! reqwest and jsonwebtoken, in the order data flows:
 //! [`auth`] checks the JWT on every inbound activity, [`activity`] handles
-//! clicks, membership changes and messages, [`card`] renders Adaptive
-//! Cards 1.5 from templates, [`connector`] gets tokens and calls the Bot
-//! Connector, [`delivery`] posts and updates cards from the outbox, and
-//! [`conversations`] keeps the conversation references the bot may post to.
-//! Decisions go through `App::decide` like every other channel's.
+//! clicks, membership changes and messages, [`identity`] maps the sender
+//! to a principal, [`card`] renders Adaptive Cards 1.5 from templates,
+//! [`connector`] gets tokens and calls the Bot Connector, [`delivery`]
+//! posts and updates cards from the outbox, and [`conversations`] keeps
+//! the conversation references the bot may post to. What is not Teams'
+//! own (identity resolution, delivery rules, "decide and explain", the
+//! audit answer, the view of a request) is the kit's
+//! ([`crate::channels::kit`]); decisions go through `App::decide` like
+//! every other channel's.
 
 pub mod activity;
 pub mod auth;
@@ -16,6 +20,7 @@ pub mod card;
 pub mod connector;
 pub mod conversations;
 pub mod delivery;
+pub mod identity;
 
 use std::sync::Arc;
 
@@ -25,15 +30,20 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use bytes::Bytes;
 
+use crate::channels::kit::identity::Resolver;
 use crate::outbox::Outbox;
 use crate::service::App;
 
+/// The channel's name in outbox kinds, lanes, decisions and chat_messages.
+pub const CHANNEL: &str = "teams";
+
 /// What the Teams handlers share.
 pub struct Teams {
+    pub app: App,
     pub verifier: auth::Verifier,
     pub connector: connector::Connector,
     pub templates: card::Templates,
-    identities: activity::IdentityCache,
+    identities: Resolver,
     /// When set, activities from other tenants are refused.
     tenant: Option<String>,
 }
@@ -54,18 +64,11 @@ pub async fn install(app: &App, outbox: &mut Outbox) -> anyhow::Result<Router<Ap
         verifier: auth::Verifier::new(app.http.clone(), s.openid_metadata_url.clone(), app_id),
         connector: connector::Connector::new(app.http.clone(), s),
         templates,
-        identities: activity::IdentityCache::default(),
+        identities: Resolver::new(app.clone()),
         tenant: s.tenant.clone(),
+        app: app.clone(),
     });
-    for kind in [delivery::POST, delivery::UPDATE] {
-        outbox.register(
-            kind,
-            Arc::new(delivery::TeamsDeliverer {
-                teams: teams.clone(),
-                app: app.clone(),
-            }),
-        );
-    }
+    crate::channels::kit::delivery::register(outbox, app, teams.clone());
     Ok(Router::new().route(
         "/teams/messages",
         post(

@@ -37,7 +37,23 @@ pub async fn refuse_unbound(
     verdict: Verdict,
     channel: &'static str,
 ) -> AppResult<()> {
-    let actor = actor.to_string();
+    blocked(app, actor, id, verdict, channel, "unbound", UNBOUND).await
+}
+
+/// Audits a click that did not count before it reached `App::decide`
+/// (which audits its own refusals): `decision.blocked` with the `reason`
+/// code and the `message` the clicker was shown, in one shape for every
+/// channel. Nothing is written for a request that does not exist.
+pub async fn blocked(
+    app: &App,
+    actor: &str,
+    id: Uuid,
+    verdict: Verdict,
+    channel: &'static str,
+    reason: &'static str,
+    message: &str,
+) -> AppResult<()> {
+    let (actor, message) = (actor.to_string(), message.to_string());
     app.store
         .write(move |ctx| {
             Box::pin(async move {
@@ -49,7 +65,7 @@ pub async fn refuse_unbound(
                     Some((id, &req.action)),
                     "decision.blocked",
                     &json!({
-                        "reason": "unbound", "message": UNBOUND,
+                        "reason": reason, "message": message,
                         "verdict": verdict, "channel": channel, "status": req.status,
                     }),
                 )

@@ -3,15 +3,17 @@
 #
 #   bash bench/run.sh [countersign-bench options]    (e.g. --quick, --seconds 5)
 #
-# Builds both binaries in release mode, then runs countersign-bench, which
-# seeds a temporary SQLite database with 1,000,000 audit events, starts
-# `countersign serve` on it in its default durability (WAL,
-# synchronous=FULL) and runs scenarios a–g on loopback. Prints the table;
-# writes bench/results.json (or --out PATH). See docs/BENCH.md.
+# Builds the service (`countersign`, the root package) and the benchmark
+# client (`countersign-bench`, the workspace member in bench/) in release
+# mode, then runs countersign-bench, which seeds a temporary SQLite database
+# with 1,000,000 audit events, starts `countersign serve` on it in its
+# default durability (WAL, synchronous=FULL) and runs scenarios a–h and w
+# (the writer floor) on loopback. Prints the table; writes
+# bench/results.json (or --out PATH). See docs/BENCH.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --bins
+cargo build --release -p countersign -p countersign-bench
 
 # Scenario g holds 10,000 connections open on each side of loopback.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

@@ -5,10 +5,16 @@
 //! `synchronous=FULL`), and runs scenarios a–g against it on loopback with
 //! the lean HTTP/1 client in `client.rs`. Throughput figures are reported
 //! as ratios to a, the `/healthz` ceiling measured in the same run, because
-//! absolute numbers on a shared 2-core machine mean little. Prints one
-//! table and writes the same rows as JSON.
+//! absolute numbers on a shared 2-core machine mean little; the creates (b,
+//! c) also as a ratio to w, the writer floor of the same rows measured in
+//! the same run (`floor.rs`). Prints one table and writes the same rows as
+//! JSON.
+//!
+//! A workspace member of its own (bench/), so its dependencies are not the
+//! service's; it uses only the library's public API.
 
 mod client;
+mod floor;
 mod mcp;
 mod report;
 mod scenarios;
@@ -68,7 +74,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Run only these scenarios, e.g. `--only b,c` (a always runs: it is
-    /// the reference).
+    /// the reference; w runs with b or c, which are reported against it).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -170,6 +176,20 @@ async fn bench(args: &Args, bin: PathBuf, work: &std::path::Path) -> anyhow::Res
         seeded.seconds
     );
 
+    // w writes into a copy of the seeded file, so its indexes are as deep
+    // as the service's and the service's own file stays what it verifies.
+    let floor_db = work.join("floor.db");
+    let wants_floor = args.wants("w") || args.wants("b") || args.wants("c");
+    if wants_floor {
+        for f in ["floor.db", "floor.db-wal", "floor.db-shm"] {
+            let _ = std::fs::remove_file(work.join(f));
+        }
+        std::fs::copy(&db, &floor_db).context("copying the seed for w")?;
+        if work.join("bench.db-wal").exists() {
+            std::fs::copy(work.join("bench.db-wal"), work.join("floor.db-wal"))?;
+        }
+    }
+
     // Slack is measured when this build has the channel (its routes exist).
     let slack_api = slack::fake_web_api().await?;
     let signing_secret = "bench-signing-secret".to_string();
@@ -266,6 +286,7 @@ async fn bench(args: &Args, bin: PathBuf, work: &std::path::Path) -> anyhow::Res
         },
         seeded,
         ceiling: 0.0,
+        floors: Default::default(),
         quick: args.quick,
     };
     let mut rows = vec![];
@@ -298,6 +319,19 @@ async fn bench(args: &Args, bin: PathBuf, work: &std::path::Path) -> anyhow::Res
             .map_err(|_| anyhow::anyhow!("d.low still holds the bench context"))?;
         show(&rows);
     }
+    if wants_floor {
+        // Before b and c, which are reported as a ratio to it; the service
+        // is idle meanwhile.
+        step("w. the writer floor (b's and c's rows, one thread, no HTTP)");
+        let key = work.join("bench.db.audit-key.pem");
+        for row in scenarios::writer_floor(&mut ctx, &floor_db, &key).await? {
+            rows.push(row);
+            show(&rows);
+        }
+        for f in ["floor.db", "floor.db-wal", "floor.db-shm"] {
+            let _ = std::fs::remove_file(work.join(f));
+        }
+    }
     if args.wants("b") && matches!(ctx.clicker, Clicker::Slack { .. }) {
         // The same path with no chat channel: no outbox rows, and no
         // deliveries competing for the writer. A second process on the
@@ -309,7 +343,7 @@ async fn bench(args: &Args, bin: PathBuf, work: &std::path::Path) -> anyhow::Res
         })
         .await?;
         let main_api = std::mem::replace(&mut ctx.api, Api::new(plain.addr));
-        let mut row = scenarios::create(&ctx, false).await?;
+        let mut row = scenarios::create(&ctx, false, ctx.floors.b_no_chat).await?;
         ctx.api = main_api;
         plain.stop().await?;
         row.id = "b.no-chat".into();
@@ -319,12 +353,12 @@ async fn bench(args: &Args, bin: PathBuf, work: &std::path::Path) -> anyhow::Res
     }
     if args.wants("b") {
         step("b. create, approval required");
-        rows.push(scenarios::create(&ctx, false).await?);
+        rows.push(scenarios::create(&ctx, false, ctx.floors.b).await?);
         show(&rows);
     }
     if args.wants("c") {
         step("c. create, allowed by policy");
-        rows.push(scenarios::create(&ctx, true).await?);
+        rows.push(scenarios::create(&ctx, true, ctx.floors.c).await?);
         show(&rows);
     }
     if args.wants("c") || args.wants("c.mcp") {

@@ -15,6 +15,8 @@ pub struct Row {
     pub p99_ms: Option<f64>,
     /// `value` divided by the ceiling's (throughput rows only).
     pub ratio: Option<f64>,
+    /// `value` divided by its writer floor's, w (the create rows b and c).
+    pub to_floor: Option<f64>,
     pub target: String,
     pub met: Option<bool>,
     /// Counts, errors, concurrency: what a reader needs to trust the row.
@@ -97,10 +99,15 @@ pub fn table(rows: &[Row]) -> String {
         "p50 ms",
         "p99 ms",
         "ratio to a",
+        "ratio to w",
         "target",
         "met",
     ];
-    let body: Vec<[String; 7]> = rows
+    let percent = |x: Option<f64>| {
+        x.map(|x| format!("{:.0}%", x * 100.0))
+            .unwrap_or_else(|| "–".into())
+    };
+    let body: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {
             [
@@ -108,9 +115,8 @@ pub fn table(rows: &[Row]) -> String {
                 value_text(r),
                 ms(r.p50_ms),
                 ms(r.p99_ms),
-                r.ratio
-                    .map(|x| format!("{:.0}%", x * 100.0))
-                    .unwrap_or_else(|| "–".into()),
+                percent(r.ratio),
+                percent(r.to_floor),
                 r.target.clone(),
                 match r.met {
                     Some(true) => "yes".into(),
@@ -131,7 +137,7 @@ pub fn table(rows: &[Row]) -> String {
         for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
             let pad = w - cell.chars().count();
             // Numbers right-aligned, words left-aligned.
-            if (1..=4).contains(&i) {
+            if (1..=5).contains(&i) {
                 s.push_str(&format!(" {}{cell} |", " ".repeat(pad)));
             } else {
                 s.push_str(&format!(" {cell}{} |", " ".repeat(pad)));
@@ -143,7 +149,7 @@ pub fn table(rows: &[Row]) -> String {
     let mut out = line(&header.map(String::from));
     let mut rule = String::from("|");
     for (i, w) in widths.iter().enumerate() {
-        if (1..=4).contains(&i) {
+        if (1..=5).contains(&i) {
             rule.push_str(&format!("{}:|", "-".repeat(w + 1)));
         } else {
             rule.push_str(&format!("{}|", "-".repeat(w + 2)));

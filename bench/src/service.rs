@@ -149,15 +149,15 @@ pub fn rss_of(pid: u32) -> anyhow::Result<u64> {
     Ok(kb * 1024)
 }
 
-/// The `countersign` binary next to this one (both come from one
-/// `cargo build --release --bins`).
+/// The `countersign` binary next to this one (the workspace builds both
+/// into one target directory: `bash bench/run.sh`).
 pub fn sibling_binary() -> anyhow::Result<PathBuf> {
     let me = std::env::current_exe()?;
     let dir = me.parent().unwrap_or(Path::new("."));
     let bin = dir.join("countersign");
     if !bin.exists() {
         bail!(
-            "{} not found: build with `cargo build --release --bins` or pass --bin",
+            "{} not found: build with `cargo build --release -p countersign -p countersign-bench` or pass --bin",
             bin.display()
         );
     }

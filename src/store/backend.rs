@@ -68,10 +68,20 @@ impl ReadTx {
 }
 
 impl Pool {
+    /// A read transaction that sees one snapshot, as SQLite's does: on
+    /// PostgreSQL, READ COMMITTED would give each statement its own, and a
+    /// commit between reading a request's row and its events would look
+    /// like tampering.
     pub async fn begin(&self) -> Result<ReadTx, sqlx::Error> {
         Ok(match self {
             Db::Sqlite(p) => Db::Sqlite(p.begin().await?),
-            Db::Postgres(p) => Db::Postgres(p.begin().await?),
+            Db::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .execute(&mut *tx)
+                    .await?;
+                Db::Postgres(tx)
+            }
         })
     }
 }

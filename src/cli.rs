@@ -415,16 +415,12 @@ async fn audit_command(
                 (None, Some(_)) => postgres::redacted(&settings.db),
                 (None, None) => settings.db.clone(),
             };
-            // SQLite's verify replays the events into every derived table;
-            // on PostgreSQL only into the requests so far, and the report
-            // says so.
-            let note = if chain_only {
-                Some(
-                    "checked the chain, its signatures and any checkpoints only (--chain-only), not the tables derived from the trail",
-                )
-            } else {
-                pg.is_some().then_some(trail::POSTGRES_VERIFY_NOTE)
-            };
+            // A full verify replays the events into every derived table on
+            // either backend; only a chain-only run leaves something out,
+            // and the report says so.
+            let note = chain_only.then_some(
+                "checked the chain, its signatures and any checkpoints only (--chain-only), not the tables derived from the trail",
+            );
             // Checkpoints are checked only against a chain that verified:
             // otherwise the first break is the finding.
             let checkpoint_failure = match (&checkpoints, &result) {

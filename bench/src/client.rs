@@ -81,16 +81,32 @@ impl Conn {
 /// Builds requests with the headers every scenario needs.
 #[derive(Clone)]
 pub struct Api {
+    /// The first replica (the only one, unless [`Api::across`]).
     pub addr: SocketAddr,
+    /// Every replica, `addr` first: load spreads across them as a load
+    /// balancer would, one connection at a time.
+    pub replicas: Vec<SocketAddr>,
     host: String,
 }
 
 impl Api {
     pub fn new(addr: SocketAddr) -> Self {
+        Self::across(vec![addr])
+    }
+
+    /// An API served by several replicas of one database.
+    pub fn across(replicas: Vec<SocketAddr>) -> Self {
+        let addr = replicas[0];
         Self {
             addr,
+            replicas,
             host: addr.to_string(),
         }
+    }
+
+    /// The `n`-th replica, round robin.
+    pub fn replica(&self, n: usize) -> SocketAddr {
+        self.replicas[n % self.replicas.len()]
     }
 
     pub fn get(&self, path: &str, token: Option<&str>) -> Request<Body> {
@@ -165,8 +181,8 @@ pub async fn closed_loop(
     make: MakeRequest,
 ) -> anyhow::Result<Outcome> {
     let mut conns = Vec::with_capacity(load.connections);
-    for _ in 0..load.connections {
-        conns.push(Conn::open(api.addr).await?);
+    for i in 0..load.connections {
+        conns.push(Conn::open(api.replica(i)).await?);
     }
     let start = Instant::now();
     let measure_from = start + load.warmup;

@@ -16,6 +16,7 @@
 mod client;
 mod floor;
 mod mcp;
+mod postgres;
 mod report;
 mod scenarios;
 mod seed;
@@ -73,6 +74,14 @@ struct Args {
     /// A short smoke run: fewer events, seconds and long-polls.
     #[arg(long)]
     quick: bool,
+    /// The PostgreSQL server for the p rows (a database is created on it
+    /// for the run and dropped after); the rows are skipped, with a note,
+    /// when it does not answer.
+    #[arg(long, env = "COUNTERSIGN_BENCH_POSTGRES_URL", default_value = postgres::DEFAULT_URL)]
+    postgres: String,
+    /// Skip the PostgreSQL rows.
+    #[arg(long)]
+    no_postgres: bool,
     /// Run only these scenarios, e.g. `--only b,c` (a always runs: it is
     /// the reference; w runs with b or c, which are reported against it).
     #[arg(long, value_delimiter = ',')]
@@ -433,6 +442,18 @@ async fn bench(args: &Args, bin: PathBuf, work: &std::path::Path) -> anyhow::Res
         show(&rows);
     }
 
+    if args.wants("p") && !args.no_postgres {
+        step("p. PostgreSQL: create with 1 and 3 replicas, click to agent across replicas");
+        if postgres::answers(&args.postgres).await {
+            rows.extend(postgres::rows(&ctx, &args.postgres, rounds).await?);
+        } else {
+            eprintln!(
+                "   skipped: no PostgreSQL answers at {} (--postgres URL)",
+                countersign::store::postgres::redacted(&args.postgres)
+            );
+        }
+    }
+
     if args.wants("g") {
         step("g. memory");
         rows.push(scenarios::memory_row(
@@ -492,7 +513,7 @@ async fn bench(args: &Args, bin: PathBuf, work: &std::path::Path) -> anyhow::Res
     Ok(())
 }
 
-fn show(rows: &[report::Row]) {
+pub(crate) fn show(rows: &[report::Row]) {
     if let Some(r) = rows.last() {
         eprintln!(
             "{}",

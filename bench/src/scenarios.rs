@@ -279,9 +279,12 @@ pub async fn click_to_agent(
         let ctx = ctx.clone();
         tasks.push(tokio::spawn(async move {
             let mut hist = histogram();
-            let mut ctl = Conn::open(ctx.api.addr).await?;
-            let mut waiter = Conn::open(ctx.api.addr).await?;
-            let mut clicks = Conn::open(ctx.api.addr).await?;
+            // With several replicas: created on the first, waited for on
+            // the third, decided on the second, so the answer has to
+            // cross replicas (LISTEN/NOTIFY); with one, all on the same.
+            let mut ctl = Conn::open(ctx.api.replica(0)).await?;
+            let mut waiter = Conn::open(ctx.api.replica(2)).await?;
+            let mut clicks = Conn::open(ctx.api.replica(1)).await?;
             let mut done = 0u64;
             while done < rounds && Instant::now() < deadline {
                 let (rid, shown) = create_pending(&ctx, &mut ctl, (f as u64) << 32 | done).await?;

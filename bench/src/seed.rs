@@ -27,6 +27,7 @@ use countersign::store::audit::{GENESIS, Signer, StoredEvent, event_hash};
 use countersign::store::import::TrailImport;
 
 /// What the scenarios need to know about the seeded trail.
+#[derive(Debug, Clone)]
 pub struct Seeded {
     pub events: u64,
     /// A sample of request ids that have events (for `?request=`).

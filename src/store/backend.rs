@@ -75,13 +75,7 @@ impl Pool {
     pub async fn begin(&self) -> Result<ReadTx, sqlx::Error> {
         Ok(match self {
             Db::Sqlite(p) => Db::Sqlite(p.begin().await?),
-            Db::Postgres(p) => {
-                let mut tx = p.begin().await?;
-                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    .execute(&mut *tx)
-                    .await?;
-                Db::Postgres(tx)
-            }
+            Db::Postgres(p) => Db::Postgres(super::postgres::read_snapshot(p, false).await?),
         })
     }
 }

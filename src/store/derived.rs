@@ -153,13 +153,7 @@ pub fn facet_mismatches(
 
 /// The same three checks on PostgreSQL, in one read-only snapshot.
 pub async fn check_postgres(pool: &sqlx::PgPool) -> crate::error::AppResult<Vec<Mismatch>> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("SET LOCAL statement_timeout = 0")
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = super::postgres::read_snapshot(pool, true).await?;
     let events_of = |kinds: [&'static str; 2]| {
         sqlx::query_as::<_, (String, String)>(
             "SELECT kind, data FROM audit_events WHERE kind = ANY($1) ORDER BY seq",
@@ -204,4 +198,97 @@ pub async fn check_postgres(pool: &sqlx::PgPool) -> crate::error::AppResult<Vec<
     out.extend(facet_mismatches(&expected, &stored));
     tx.commit().await?;
     Ok(out)
+}
+
+/// The event that records a permit's redemption.
+pub const REDEEMED: &str = "permit.redeemed";
+
+/// A `permit_redemptions` row as stored.
+#[derive(Debug, Clone, Copy)]
+pub struct RedemptionRow<'a> {
+    pub redeemed_by: Option<&'a str>,
+    pub key_id: Option<&'a str>,
+    pub redeemed_at: Option<&'a str>,
+}
+
+/// One of a request's events as its cells read (`data` as JSON text).
+#[derive(Debug, Clone, Copy)]
+pub struct EventCells<'a> {
+    pub kind: &'a str,
+    pub ts: Option<&'a str>,
+    pub actor: Option<&'a str>,
+    pub data: Option<&'a str>,
+}
+
+/// A permit's `permit_redemptions` rows (at most one: `jti` is its key)
+/// against its request's events, oldest first: exactly one
+/// `permit.redeemed` event per row and no event without one, redeemer
+/// (`redeemed_by`: the event's actor and `by`), key (`key_id`) and time
+/// (`redeemed_at`: the event's time and `redeemed_at`) agreeing, the event
+/// naming this permit (`jti`), a `permit.issued` event before it
+/// (`issued`), and the request approved by its events (`status`).
+pub fn redemption_differences(
+    id: &str,
+    rows: &[RedemptionRow<'_>],
+    events: &[EventCells<'_>],
+) -> Vec<String> {
+    use crate::domain::replay::{self, EventRef};
+    let parse = |d: Option<&str>| -> Value {
+        d.and_then(|d| serde_json::from_str(d).ok())
+            .unwrap_or(Value::Null)
+    };
+    let mut issued = false;
+    let mut shaping: Vec<(&EventCells<'_>, Value)> = Vec::new();
+    let mut redeemed: Vec<(&EventCells<'_>, Value, bool)> = Vec::new();
+    for e in events {
+        match e.kind {
+            "permit.issued" => issued = true,
+            REDEEMED => redeemed.push((e, parse(e.data), issued)),
+            k if replay::shapes_request(k) => shaping.push((e, parse(e.data))),
+            _ => {}
+        }
+    }
+    let refs: Vec<EventRef<'_>> = shaping
+        .iter()
+        .map(|(e, data)| EventRef {
+            kind: e.kind,
+            ts: e.ts.unwrap_or_default(),
+            actor: e.actor.unwrap_or_default(),
+            data,
+        })
+        .collect();
+    let approved =
+        replay::replay(&refs).is_ok_and(|s| s.get("status") == Some(&Value::from("approved")));
+    let mut fields: Vec<String> = Vec::new();
+    match (rows, redeemed.as_slice()) {
+        ([], _) => fields.push("missing".into()),
+        (_, []) => fields.push("extra".into()),
+        ([row, ..], [(event, data, _)]) => {
+            let by = row.redeemed_by;
+            if by.is_none() || by != event.actor || by != data["by"].as_str() {
+                fields.push("redeemed_by".into());
+            }
+            if row.key_id.is_none() || row.key_id != data["key_id"].as_str() {
+                fields.push("key_id".into());
+            }
+            let at = row.redeemed_at;
+            if at.is_none() || at != event.ts || at != data["redeemed_at"].as_str() {
+                fields.push("redeemed_at".into());
+            }
+        }
+        _ => fields.push("redeemed twice".into()),
+    }
+    if redeemed
+        .iter()
+        .any(|(_, data, _)| data["jti"].as_str() != Some(id))
+    {
+        fields.push("jti".into());
+    }
+    if !issued || redeemed.iter().any(|(_, _, before)| !before) {
+        fields.push("issued".into());
+    }
+    if !approved {
+        fields.push("status".into());
+    }
+    fields
 }

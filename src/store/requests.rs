@@ -1,5 +1,7 @@
 //! Approval requests and their decisions as stored, and as shown.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::{PgConnection, SqliteConnection};
@@ -9,6 +11,7 @@ use uuid::Uuid;
 
 use super::audit::{self, StoredEvent};
 use super::backend::Db;
+use super::trail::Mismatch;
 use super::{Store, WriteCtx};
 use crate::domain::policy::OnExpiry;
 use crate::domain::replay::{self, EventRef, State};
@@ -790,21 +793,38 @@ pub async fn pending_count(store: &Store) -> AppResult<i64> {
         |sql, e| sqlx::query_scalar(sql).fetch_one(e).await?))
 }
 
+/// A `permit_redemptions` row's redeemer, key and time, as text.
+type RedemptionCells = (Option<String>, Option<String>, Option<String>);
+
 /// `audit verify` on PostgreSQL: every request replayed from its events
 /// and compared with its row and decisions, as every load is (the names of
 /// the fields that differ, or `missing` for events whose request has no
-/// row), all in one read-only snapshot so a live service's commits cannot
-/// look like disagreement. One request at a time, a few indexed reads each:
-/// slower than SQLite's merged streams, but the same verdicts.
-pub async fn replay_all_postgres(pool: &sqlx::PgPool) -> AppResult<Vec<(String, Vec<String>)>> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("SET LOCAL statement_timeout = 0")
-        .execute(&mut *tx)
-        .await?;
+/// row), and each permit redemption with its request's events, all in one
+/// read-only snapshot so a live service's commits cannot look like
+/// disagreement. One request at a time, a few indexed reads each: slower
+/// than SQLite's merged streams, but the same verdicts.
+pub async fn replay_all_postgres(pool: &sqlx::PgPool) -> AppResult<Vec<Mismatch>> {
+    use super::derived::{self, EventCells, RedemptionRow};
+    let mut tx = super::postgres::read_snapshot(pool, true).await?;
     let mut out = Vec::new();
+    let mismatch = |subject, id: &str, fields| Mismatch {
+        subject,
+        id: id.to_string(),
+        fields,
+    };
+    // Redemptions are few (one per permit used); each is taken out of the
+    // map as its request is checked, and what is left has no request.
+    let mut redemptions: BTreeMap<String, RedemptionCells> = sqlx::query_as::<
+        _,
+        (String, Option<String>, Option<String>, Option<String>),
+    >(
+        "SELECT jti::text, redeemed_by, key_id::text, cs_ts(redeemed_at) FROM permit_redemptions",
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(|(jti, by, key, at)| (jti, (by, key, at)))
+    .collect();
     let ids: Vec<String> = sqlx::query_scalar("SELECT id::text FROM approval_requests ORDER BY id")
         .fetch_all(&mut *tx)
         .await?;
@@ -816,8 +836,44 @@ pub async fn replay_all_postgres(pool: &sqlx::PgPool) -> AppResult<Vec<(String, 
         let events = request_events(Db::Postgres(&mut *tx), &id).await?;
         let fields = disagreements(&row, &decisions, &events);
         if !fields.is_empty() {
-            out.push((id, fields));
+            out.push(mismatch("request", &id, fields));
         }
+        let redemption = redemptions.remove(&id);
+        if redemption.is_some() || events.iter().any(|e| e.kind == derived::REDEEMED) {
+            let rows: Vec<RedemptionRow<'_>> = redemption
+                .iter()
+                .map(|(by, key, at)| RedemptionRow {
+                    redeemed_by: by.as_deref(),
+                    key_id: key.as_deref(),
+                    redeemed_at: at.as_deref(),
+                })
+                .collect();
+            let cells: Vec<EventCells<'_>> = events
+                .iter()
+                .map(|e| EventCells {
+                    kind: &e.kind,
+                    ts: Some(&e.ts),
+                    actor: Some(&e.actor),
+                    data: Some(&e.data),
+                })
+                .collect();
+            let fields = derived::redemption_differences(&id, &rows, &cells);
+            if !fields.is_empty() {
+                out.push(mismatch("permit", &id, fields));
+            }
+        }
+    }
+    for (jti, (by, key, at)) in &redemptions {
+        let row = RedemptionRow {
+            redeemed_by: by.as_deref(),
+            key_id: key.as_deref(),
+            redeemed_at: at.as_deref(),
+        };
+        out.push(mismatch(
+            "permit",
+            jti,
+            derived::redemption_differences(jti, &[row], &[]),
+        ));
     }
     let orphans: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT e.request_id FROM audit_events e \
@@ -829,7 +885,7 @@ pub async fn replay_all_postgres(pool: &sqlx::PgPool) -> AppResult<Vec<(String, 
     out.extend(
         orphans
             .into_iter()
-            .map(|id| (id, vec!["missing".to_string()])),
+            .map(|id| mismatch("request", &id, vec!["missing".to_string()])),
     );
     tx.commit().await?;
     Ok(out)

@@ -759,26 +759,15 @@ pub async fn verify_store(store: &Store, key: VerifyingKey) -> AppResult<Verific
     }
 }
 
-/// On PostgreSQL: the chain with its signatures, the request table
-/// replayed from the trail, and the keys, identity links and facets. Permit
-/// redemptions are not checked there yet ([`POSTGRES_VERIFY_NOTE`]).
+/// On PostgreSQL: the chain with its signatures, the request table and the
+/// permit redemptions replayed from the trail, and the keys, identity
+/// links and facets: the same verdicts as SQLite's [`verify_all`].
 pub async fn verify_postgres(pool: &sqlx::PgPool, key: VerifyingKey) -> AppResult<Verification> {
     let chain = super::postgres::trail::verify(pool, key).await?;
-    let mut mismatches: Vec<Mismatch> = super::requests::replay_all_postgres(pool)
-        .await?
-        .into_iter()
-        .map(|(id, fields)| Mismatch {
-            subject: "request",
-            id,
-            fields,
-        })
-        .collect();
+    let mut mismatches = super::requests::replay_all_postgres(pool).await?;
     mismatches.extend(super::derived::check_postgres(pool).await?);
     Ok(Verification { chain, mismatches })
 }
-
-/// What `audit verify` on PostgreSQL does not check yet, said in its report.
-pub const POSTGRES_VERIFY_NOTE: &str = "checked the chain, its signatures, any checkpoints, every request and the key, identity and facet tables against the events, but not the permit redemptions: that check does not run on PostgreSQL yet";
 
 /// [`verify`], plus the derived tables checked against the events, at the
 /// same time as the two chain halves: the requests in one id range per core
@@ -1168,7 +1157,8 @@ fn requests_against_events(
                 });
             }
         }
-        let redeemed = (0..events.len()).any(|i| events.cell(i, 1) == Cell::Text(REDEEMED));
+        let redeemed =
+            (0..events.len()).any(|i| events.cell(i, 1) == Cell::Text(super::derived::REDEEMED));
         if permits.group.len() > 0 || redeemed {
             let fields = redemption_differences(&key, &permits.group, events);
             if !fields.is_empty() {
@@ -1334,87 +1324,32 @@ fn event_refs(events: &[OwnedEvent]) -> Vec<crate::domain::replay::EventRef<'_>>
         .collect()
 }
 
-const REDEEMED: &str = "permit.redeemed";
-
-/// A permit's `permit_redemptions` row (at most one: `jti` is its key)
-/// against the request's events: exactly one `permit.redeemed` event per
-/// row and no event without one, redeemer (`redeemed_by`: the event's
-/// actor and `by`), key (`key_id`) and time (`redeemed_at`: the event's
-/// time and `redeemed_at`) agreeing, the event naming this permit (`jti`),
-/// a `permit.issued` event before it (`issued`), and the request approved
-/// by its events (`status`).
+/// [`derived::redemption_differences`](super::derived::redemption_differences)
+/// over a request's rows as this reader holds them.
 fn redemption_differences(id: &str, rows: &Rowset, events: &Rowset) -> Vec<String> {
-    use serde_json::Value;
-    let mut issued = false;
-    let mut status_approved = false;
-    let mut shaping: Vec<OwnedEvent> = Vec::new();
-    let mut redeemed: Vec<(Option<&str>, Option<&str>, Value, bool)> = Vec::new();
-    for i in 0..events.len() {
-        let text = |c: usize| match events.cell(i, c) {
+    use super::derived::{EventCells, RedemptionRow};
+    fn text(set: &Rowset, i: usize, c: usize) -> Option<&str> {
+        match set.cell(i, c) {
             Cell::Text(t) => Some(t),
             _ => None,
-        };
-        let kind = text(1).unwrap_or_default();
-        let data = || -> Value {
-            text(4)
-                .and_then(|d| serde_json::from_str(d).ok())
-                .unwrap_or(Value::Null)
-        };
-        match kind {
-            "permit.issued" => issued = true,
-            REDEEMED => redeemed.push((text(2), text(3), data(), issued)),
-            k if crate::domain::replay::shapes_request(k) => shaping.push(OwnedEvent {
-                kind: k.to_string(),
-                ts: text(2).unwrap_or_default().to_string(),
-                actor: text(3).unwrap_or_default().to_string(),
-                data: data(),
-            }),
-            _ => {}
         }
     }
-    if let Ok(s) = crate::domain::replay::replay(&event_refs(&shaping)) {
-        status_approved = s.get("status") == Some(&Value::from("approved"));
-    }
-    let mut fields: Vec<String> = Vec::new();
-    match (rows.len(), redeemed.as_slice()) {
-        (0, _) => fields.push("missing".into()),
-        (_, []) => fields.push("extra".into()),
-        (_, [(ts, actor, data, _)]) => {
-            let cell = |c: usize| match rows.cell(0, c) {
-                Cell::Text(t) => Some(t),
-                _ => None,
-            };
-            let by = cell(1);
-            if by.is_none() || by != *actor || by != data["by"].as_str() {
-                fields.push("redeemed_by".into());
-            }
-            if cell(2).is_none() || cell(2) != data["key_id"].as_str() {
-                fields.push("key_id".into());
-            }
-            let at = cell(3);
-            if at.is_none() || at != *ts || at != data["redeemed_at"].as_str() {
-                fields.push("redeemed_at".into());
-            }
-        }
-        _ => fields.push("redeemed twice".into()),
-    }
-    if redeemed
-        .iter()
-        .any(|(_, _, data, _)| data["jti"].as_str() != Some(id))
-    {
-        fields.push("jti".into());
-    }
-    if !issued
-        || redeemed
-            .iter()
-            .any(|(_, _, _, issued_before)| !issued_before)
-    {
-        fields.push("issued".into());
-    }
-    if !status_approved {
-        fields.push("status".into());
-    }
-    fields
+    let rows: Vec<RedemptionRow<'_>> = (0..rows.len())
+        .map(|i| RedemptionRow {
+            redeemed_by: text(rows, i, 1),
+            key_id: text(rows, i, 2),
+            redeemed_at: text(rows, i, 3),
+        })
+        .collect();
+    let events: Vec<EventCells<'_>> = (0..events.len())
+        .map(|i| EventCells {
+            kind: text(events, i, 1).unwrap_or_default(),
+            ts: text(events, i, 2),
+            actor: text(events, i, 3),
+            data: text(events, i, 4),
+        })
+        .collect();
+    super::derived::redemption_differences(id, &rows, &events)
 }
 
 /// The distinct values of an indexed column, one index probe each.

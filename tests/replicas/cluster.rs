@@ -18,6 +18,20 @@ impl Replica {
         format!("{}{path}", self.base)
     }
 
+    /// Creates the usual export request with `token`; its id (asserting 201).
+    pub async fn create(&self, client: &reqwest::Client, token: &str) -> String {
+        let res = client
+            .post(self.url("/v1/approvals"))
+            .bearer_auth(token)
+            .json(&crate::helpers::export_request())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "{}", self.base);
+        let v: Value = res.json().await.unwrap();
+        v["id"].as_str().unwrap().to_string()
+    }
+
     /// SIGKILL: no shutdown, no flush, no goodbye.
     pub fn kill(&mut self) {
         let _ = self.child.0.kill();

@@ -79,20 +79,7 @@ async fn a_request_expiring_under_three_sweepers_expires_exactly_once() {
     let client = reqwest::Client::new();
     let mut ids = vec![];
     for i in 0..12 {
-        let res = client
-            .post(cluster.replicas[i % 3].url("/v1/approvals"))
-            .bearer_auth(&agent)
-            .json(&export_request())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 201);
-        ids.push(
-            res.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
+        ids.push(cluster.replicas[i % 3].create(&client, &agent).await);
     }
     // Each replica's sweeper races for every deadline.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -179,17 +166,7 @@ async fn a_request_row_edited_in_postgres_behind_the_service_is_refused_and_name
         "request,read",
     );
     let client = reqwest::Client::new();
-    let res = client
-        .post(cluster.replicas[0].url("/v1/approvals"))
-        .bearer_auth(&agent)
-        .json(&export_request())
-        .send()
-        .await
-        .unwrap();
-    let id = res.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = cluster.replicas[0].create(&client, &agent).await;
     cluster.verified();
 
     // Someone with the database's password makes the request look harmless.

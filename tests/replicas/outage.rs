@@ -253,20 +253,7 @@ async fn a_replica_killed_mid_delivery_leaves_its_claimed_rows_to_the_others_onc
     let mut created = vec![];
     for i in 0..30 {
         let r = &cluster.replicas[i % 3];
-        let res = client
-            .post(r.url("/v1/approvals"))
-            .bearer_auth(&agent)
-            .json(&export_request())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 201);
-        created.push(
-            res.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
+        created.push(r.create(&client, &agent).await);
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
     cluster.replicas[0].kill();

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::cluster::Cluster;
-use crate::helpers::export_request;
 
 #[tokio::test]
 async fn created_on_a_decided_on_b_the_waiter_on_c_answers_within_a_second() {
@@ -26,18 +25,7 @@ async fn created_on_a_decided_on_b_the_waiter_on_c_answers_within_a_second() {
         &cluster.replicas[2],
     );
 
-    let res = client
-        .post(a.url("/v1/approvals"))
-        .bearer_auth(&agent)
-        .json(&export_request())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let id = res.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = a.create(&client, &agent).await;
 
     let waiter = {
         let (client, url, agent) = (

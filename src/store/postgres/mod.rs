@@ -147,6 +147,25 @@ pub async fn migrate(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A read-only transaction that sees one snapshot (REPEATABLE READ), for
+/// reads that must agree with each other while replicas commit; with
+/// `unbounded`, no statement timeout (whole-table checks of `audit verify`).
+pub async fn read_snapshot(
+    pool: &PgPool,
+    unbounded: bool,
+) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    if unbounded {
+        sqlx::query("SET LOCAL statement_timeout = 0")
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(tx)
+}
+
 /// The chain head as an append sees it: the last event's seq, hash and time
 /// (seq 0, the genesis hash and no time for an empty trail).
 #[derive(Debug, Clone, PartialEq, Eq)]

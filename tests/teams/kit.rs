@@ -223,15 +223,37 @@ async fn approvers_are_reminded_in_a_reply_at_most_remind_max_times() {
             .collect::<Vec<_>>()
     };
     eventually("two reminders", || async { replies().len() == 2 }).await;
-    let first = replies()[0].body["text"].as_str().unwrap().to_string();
-    assert!(first.contains("Reminder 1"), "{first}");
+    let first = &replies()[0].body;
+    let text = first["text"].as_str().unwrap();
+    assert!(text.contains("Reminder 1"), "{text}");
+    // Bob is a member of the conversation: mentioned, so Teams notifies him.
     assert!(
-        first.contains("bob@example.com"),
-        "names who may decide: {first}"
+        text.contains("<at>bob</at>"),
+        "mentions who may decide: {text}"
     );
+    assert_eq!(first["entities"][0]["type"], "mention", "{first}");
+    assert_eq!(first["entities"][0]["text"], "<at>bob</at>", "{first}");
+    assert_eq!(first["entities"][0]["mentioned"]["id"], "29:bob", "{first}");
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(replies().len(), 2, "remind_max is the most");
     let kinds = t.app.audit_kinds(id).await;
     assert_eq!(kinds.iter().filter(|k| *k == "request.reminded").count(), 2);
     assert_eq!(kinds.iter().filter(|k| *k == "teams.reminded").count(), 2);
+}
+
+#[tokio::test]
+async fn an_approver_who_is_not_in_the_conversation_is_named_in_the_reminder_not_mentioned() {
+    let t =
+        spawn_teams_with_policy(&REMINDING.replace("user:bob@example.com", "user:zoe@example.com"))
+            .await;
+    let (_, request, _) = t.create_and_post().await;
+    let id = request["id"].as_str().unwrap();
+    let card = t.app.chat_message(id, "teams").await.unwrap().message_id;
+    let reminder = || t.bf.replies().into_iter().find(|c| c.segments[4] == card);
+    eventually("a reminder", || async { reminder().is_some() }).await;
+    let reply = reminder().unwrap();
+    let text = reply.body["text"].as_str().unwrap();
+    assert!(text.contains("zoe@example.com"), "{text}");
+    assert!(!text.contains("<at>"), "{text}");
+    assert!(reply.body.get("entities").is_none(), "{}", reply.body);
 }

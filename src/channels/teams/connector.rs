@@ -124,6 +124,8 @@ impl Allowlist {
 #[serde(rename_all = "camelCase")]
 pub struct Member {
     pub id: Option<String>,
+    /// The display name, as a mention shows it.
+    pub name: Option<String>,
     pub aad_object_id: Option<String>,
     pub email: Option<String>,
     pub user_principal_name: Option<String>,

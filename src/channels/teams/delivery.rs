@@ -100,14 +100,56 @@ impl ChatApi for Teams {
         let service_url = service_url(at.extra.as_ref())
             .or_else(|| self.app.settings.teams.service_url.clone())
             .ok_or_else(|| DeliveryError::permanent("no service URL for the posted card"))?;
-        let mut line = text.to_string();
-        if !who.is_empty() {
-            let named: Vec<&str> = who.iter().map(|p| shown_principal(p)).collect();
+        // Approvers who are members of the card's conversation are
+        // @mentioned (Teams notifies them); the others are named. A
+        // failed member lookup names everyone rather than lose the
+        // reminder, unless it is worth retrying.
+        let members = match self
+            .connector
+            .members(&service_url, &at.conversation)
+            .await
+            .map_err(DeliveryError::from)
+        {
+            Ok(m) => m,
+            Err(e @ DeliveryError::Transient { .. }) => return Err(e),
+            Err(_) => Vec::new(),
+        };
+        let mut named: Vec<String> = Vec::new();
+        let mut entities: Vec<Value> = Vec::new();
+        for p in who {
+            let member = p.strip_prefix("user:").and_then(|email| {
+                members.iter().find(|m| {
+                    m.id.as_deref().is_some_and(|id| !id.is_empty())
+                        && [&m.email, &m.user_principal_name]
+                            .into_iter()
+                            .flatten()
+                            .any(|mail| mail.eq_ignore_ascii_case(email))
+                })
+            });
+            match member {
+                Some(m) => {
+                    let name = escape(m.name.as_deref().unwrap_or(shown_principal(p)), 100);
+                    let tag = format!("<at>{name}</at>");
+                    entities.push(json!({
+                        "type": "mention",
+                        "text": tag,
+                        "mentioned": { "id": m.id, "name": name },
+                    }));
+                    named.push(tag);
+                }
+                None => named.push(escape(shown_principal(p), 200)),
+            }
+        }
+        // A message's text is markdown in Teams: the sentence and every
+        // name are escaped; only the mention tags are markup.
+        let mut line = escape(text, 1000);
+        if !named.is_empty() {
             line.push_str(&format!(" Who may decide: {}", named.join(", ")));
         }
-        // A message's text is markdown in Teams: escaped, so no address
-        // formats or mentions.
-        let activity = json!({ "type": "message", "text": escape(&line, 2000) });
+        let mut activity = json!({ "type": "message", "text": line });
+        if !entities.is_empty() {
+            activity["entities"] = json!(entities);
+        }
         self.connector
             .reply(&service_url, &at.conversation, &at.message_id, &activity)
             .await?;

@@ -4,15 +4,20 @@
 //! agent across replicas (created on the first, decided on the second,
 //! waited for on the third, so the answer crosses LISTEN/NOTIFY).
 //!
-//! The database is created for the run and dropped after it; it starts
-//! empty (the 1,000,000-event seed is SQLite's: PostgreSQL's chain lock and
-//! indexes are measured on the rows the run writes).
+//! The database is created for the run and dropped after it. Its trail is
+//! seeded with as many events as SQLite's (the library's
+//! `seed_postgres`, a signed chain through `COPY`), so the appends meet
+//! indexes as deep; the seed has no request rows, so the full-trail reads
+//! after the creates are `audit export` and `audit verify --chain-only`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
+use countersign::store::audit::Signer;
+use countersign::store::postgres::seed::{SeedOptions, seed_postgres};
+use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 
 use crate::client::Api;
@@ -112,6 +117,21 @@ async fn measure(main: &Ctx, fresh: &Fresh, rounds: u64) -> anyhow::Result<Vec<R
         ],
         ..main.setup.clone()
     };
+    setup.cli(&["migrate"]).await?;
+    let signer = Signer::load_or_create(&dir.join("pg.audit-key.pem"))?;
+    let pool = countersign::store::postgres::connect(&fresh.url).await?;
+    let seeded = seed_postgres(
+        &pool,
+        &SeedOptions::new(main.seeded.events),
+        Arc::new(signer),
+    )
+    .await?;
+    sqlx::query("VACUUM ANALYZE").execute(&pool).await?;
+    pool.close().await;
+    eprintln!(
+        "   seeded {} events in {:.1} s",
+        seeded.events, seeded.seconds
+    );
     let agent = setup
         .cli(&[
             "keys",
@@ -213,6 +233,55 @@ async fn measure(main: &Ctx, fresh: &Fresh, rounds: u64) -> anyhow::Result<Vec<R
     for s in [first, second, third] {
         s.stop().await?;
     }
+    rows.extend(full_trail_reads(&setup, &dir).await?);
+    show(&rows);
+    Ok(rows)
+}
+
+/// `audit verify --chain-only` and `audit export` of the whole trail
+/// (the seed and what the run wrote), process start to exit.
+async fn full_trail_reads(setup: &Setup, dir: &std::path::Path) -> anyhow::Result<Vec<Row>> {
+    let t = std::time::Instant::now();
+    let out = setup.cli(&["audit", "verify", "--chain-only"]).await?;
+    let secs = t.elapsed().as_secs_f64();
+    let v: Value = serde_json::from_str(&out)?;
+    if v["ok"] != true {
+        bail!("the PostgreSQL trail did not verify: {out}");
+    }
+    let events = v["events"].as_u64().unwrap_or(0);
+    let mut rows = vec![scenarios::events_row(
+        "p.verify",
+        "PostgreSQL: countersign audit verify --chain-only",
+        events,
+        secs,
+        format!(
+            "{events} events, {} signatures, {secs:.2} s",
+            v["signatures"]
+        ),
+    )];
+    let file = dir.join("pg-export.ndjson");
+    let t = std::time::Instant::now();
+    setup
+        .cli(&[
+            "audit",
+            "export",
+            "--output",
+            file.to_str().context("utf-8 path")?,
+        ])
+        .await?;
+    let secs = t.elapsed().as_secs_f64();
+    let size = std::fs::metadata(&file)?.len();
+    std::fs::remove_file(&file)?;
+    rows.push(scenarios::events_row(
+        "p.export",
+        "PostgreSQL: countersign audit export (NDJSON file)",
+        events,
+        secs,
+        format!(
+            "{events} events, {:.0} MiB, {secs:.2} s",
+            size as f64 / 1048576.0
+        ),
+    ));
     Ok(rows)
 }
 

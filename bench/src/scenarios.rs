@@ -438,7 +438,7 @@ pub async fn audit_queries(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-fn events_row(id: &str, scenario: &str, events: u64, secs: f64, note: String) -> Row {
+pub fn events_row(id: &str, scenario: &str, events: u64, secs: f64, note: String) -> Row {
     let rate = events as f64 / secs;
     Row {
         id: id.into(),

@@ -26,6 +26,8 @@ use crate::scenarios::Ctx;
 pub const TEAM: &str = "TBENCH";
 pub const USER: &str = "UAPPROVER";
 pub const CHANNEL: &str = "CBENCH";
+/// The Slack user of `user:owner@example.com`, whom the agent acts for.
+pub const OWNER: &str = "UOWNER";
 
 pub enum Clicker {
     /// `POST /v1/approvals/{id}/decisions` with a `decide` key.
@@ -145,6 +147,16 @@ async fn answer(Path(method): Path<String>, RawQuery(_q): RawQuery) -> impl Into
             "user": {
                 "id": USER, "team_id": TEAM, "name": "approver", "deleted": false, "is_bot": false,
                 "profile": { "email": "approver@example.com", "real_name": "A. Prover" },
+            },
+        }),
+        // The outcome notice to the human an agent acted for (every
+        // request a person decided): found by e-mail, then a DM posted to
+        // the user id.
+        "users.lookupByEmail" => json!({
+            "ok": true,
+            "user": {
+                "id": OWNER, "team_id": TEAM, "name": "owner", "deleted": false, "is_bot": false,
+                "profile": { "email": "owner@example.com" },
             },
         }),
         "chat.postMessage" | "chat.update" => json!({ "ok": true, "channel": CHANNEL, "ts": ts }),

@@ -419,6 +419,7 @@ pub async fn decide(
                 comment: b.comment,
                 channel: "api",
                 payload_sha256: b.payload_sha256,
+                confirmation: None,
             },
             key.owner.clone(),
         )

@@ -177,6 +177,18 @@ pub struct Settings {
     pub permit_ttl: Duration,
     /// The service's public base URL: the permits' `iss`. Default: the listen URL.
     pub public_url: Option<String>,
+    pub console: ConsoleSettings,
+}
+
+/// The web console (`/ui/`, src/console).
+#[derive(Debug, Clone)]
+pub struct ConsoleSettings {
+    /// How long a one-time sign-in link from chat is valid (5 minutes).
+    pub link_ttl: Duration,
+    /// A session unused this long ends (30 minutes).
+    pub session_idle: Duration,
+    /// A session ends this long after sign-in, used or not (12 hours).
+    pub session_max: Duration,
 }
 
 impl Default for Settings {
@@ -235,6 +247,11 @@ impl Default for Settings {
             permit_key: PathBuf::new(),
             permit_ttl: Duration::from_secs(600),
             public_url: None,
+            console: ConsoleSettings {
+                link_ttl: Duration::from_secs(5 * 60),
+                session_idle: Duration::from_secs(30 * 60),
+                session_max: Duration::from_secs(12 * 3600),
+            },
         }
     }
 }
@@ -555,6 +572,12 @@ impl Settings {
         }
         if let Some(v) = get("COUNTERSIGN_PUBLIC_URL") {
             self.public_url = Some(v);
+        }
+        if let Some(v) = get("COUNTERSIGN_CONSOLE_SESSION_IDLE") {
+            self.console.session_idle = dur("COUNTERSIGN_CONSOLE_SESSION_IDLE", &v)?;
+        }
+        if let Some(v) = get("COUNTERSIGN_CONSOLE_SESSION_MAX") {
+            self.console.session_max = dur("COUNTERSIGN_CONSOLE_SESSION_MAX", &v)?;
         }
         if let Some(v) = get("COUNTERSIGN_SLACK_BOT_TOKEN") {
             self.slack.bot_token = Some(Secret(v));

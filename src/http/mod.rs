@@ -35,7 +35,8 @@ pub fn router(app: App, channels: Vec<Router<App>>) -> Router {
         .merge(ops::routes())
         .merge(openapi::routes())
         .merge(permits::routes())
-        .merge(crate::mcp::routes(&app));
+        .merge(crate::mcp::routes(&app))
+        .merge(crate::console::routes());
     for c in channels {
         r = r.merge(c);
     }

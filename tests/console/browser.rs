@@ -84,15 +84,13 @@ impl Browser {
         self.client.goto(url).await.unwrap();
     }
 
-    /// The visible text of the page's body.
+    /// The visible text of the page's body; empty while a navigation
+    /// replaces it (the old body is then stale), so callers wait on.
     pub async fn text(&self) -> String {
-        self.client
-            .find(Locator::Css("body"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        match self.client.find(Locator::Css("body")).await {
+            Ok(body) => body.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
     }
 
     pub async fn click(&self, css: &str) {

@@ -189,6 +189,16 @@ pub struct ConsoleSettings {
     pub session_idle: Duration,
     /// A session ends this long after sign-in, used or not (12 hours).
     pub session_max: Duration,
+    /// Sign-in with an OpenID Connect provider, when configured.
+    pub oidc: Option<OidcSettings>,
+}
+
+/// `COUNTERSIGN_OIDC_ISSUER`, `_CLIENT_ID`, `_CLIENT_SECRET`.
+#[derive(Debug, Clone)]
+pub struct OidcSettings {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Secret,
 }
 
 impl Default for Settings {
@@ -251,6 +261,7 @@ impl Default for Settings {
                 link_ttl: Duration::from_secs(5 * 60),
                 session_idle: Duration::from_secs(30 * 60),
                 session_max: Duration::from_secs(12 * 3600),
+                oidc: None,
             },
         }
     }
@@ -575,6 +586,23 @@ impl Settings {
         }
         if let Some(v) = get("COUNTERSIGN_CONSOLE_SESSION_IDLE") {
             self.console.session_idle = dur("COUNTERSIGN_CONSOLE_SESSION_IDLE", &v)?;
+        }
+        match (
+            get("COUNTERSIGN_OIDC_ISSUER"),
+            get("COUNTERSIGN_OIDC_CLIENT_ID"),
+            get("COUNTERSIGN_OIDC_CLIENT_SECRET"),
+        ) {
+            (None, None, None) => {}
+            (Some(issuer), Some(client_id), Some(secret)) => {
+                self.console.oidc = Some(OidcSettings {
+                    issuer,
+                    client_id,
+                    client_secret: Secret(secret),
+                });
+            }
+            _ => {
+                return Err("OIDC sign-in needs all of COUNTERSIGN_OIDC_ISSUER, COUNTERSIGN_OIDC_CLIENT_ID and COUNTERSIGN_OIDC_CLIENT_SECRET".into());
+            }
         }
         if let Some(v) = get("COUNTERSIGN_CONSOLE_SESSION_MAX") {
             self.console.session_max = dur("COUNTERSIGN_CONSOLE_SESSION_MAX", &v)?;

@@ -33,11 +33,24 @@ pub struct Next {
 }
 
 /// The sign-in page: how to get a link, and the API key form.
-pub async fn page(Query(q): Query<Next>) -> Response {
+pub async fn page(State(app): State<App>, Query(q): Query<Next>) -> Response {
     html(templates::render(
         "login.html",
-        context! { title => "Sign in", next => safe_next(q.next.as_deref()), who => (), error => () },
+        context! {
+            title => "Sign in", next => safe_next(q.next.as_deref()), who => (), error => (),
+            oidc => oidc_start(&app, q.next.as_deref()),
+        },
     ))
+}
+
+/// Where the "sign in with your identity provider" button goes, if one is configured.
+fn oidc_start(app: &App, next: Option<&str>) -> Option<String> {
+    app.settings.console.oidc.as_ref().map(|_| {
+        format!(
+            "/ui/login/oidc?next={}",
+            urlencoding::encode(&safe_next(next))
+        )
+    })
 }
 
 fn signed_in(app: &App, token: &str, next: &str) -> Response {
@@ -133,7 +146,10 @@ pub async fn with_key(State(app): State<App>, Form(f): Form<KeyForm>) -> Console
     let refuse = |error: &str| {
         let page = templates::render(
             "login.html",
-            context! { title => "Sign in", next => next.clone(), who => (), error => error },
+            context! {
+                title => "Sign in", next => next.clone(), who => (), error => error,
+                oidc => oidc_start(&app, Some(&next)),
+            },
         );
         Ok((axum::http::StatusCode::UNAUTHORIZED, html(page)).into_response())
     };

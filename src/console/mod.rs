@@ -24,6 +24,7 @@ pub mod events;
 pub mod inbox;
 pub mod links;
 pub mod login;
+pub mod oidc;
 pub mod request;
 pub mod session;
 pub mod templates;
@@ -52,6 +53,8 @@ pub fn routes() -> Router<App> {
         .route("/ui/admin", get(admin::page))
         .route("/ui/login", get(login::page))
         .route("/ui/login/key", post(login::with_key))
+        .route("/ui/login/oidc", get(oidc::start))
+        .route("/ui/login/oidc/callback", get(oidc::callback))
         .route(
             "/ui/login/{token}",
             get(login::confirm_page).post(login::with_link),

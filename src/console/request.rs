@@ -97,6 +97,8 @@ struct Banner {
     error: Option<String>,
     comment: String,
     confirmation: String,
+    /// The refusal asks for a fresh provider sign-in.
+    reauth: bool,
 }
 
 async fn render(app: &App, signed: &Signed, a: &Approval, banner: Banner) -> ConsoleResult<String> {
@@ -187,6 +189,11 @@ async fn render(app: &App, signed: &Signed, a: &Approval, banner: Banner) -> Con
             why_not => eligible.err().filter(|_| pending).map(|r| r.message()),
             notice => banner.notice,
             error => banner.error,
+            reauth => banner.reauth.then(|| format!(
+                "/ui/login/oidc?max_age={}&next={}",
+                rules::STEP_UP_MAX_AGE_SECS,
+                urlencoding::encode(&format!("/ui/requests/{}", a.id))
+            )),
             comment => banner.comment,
             confirmation => banner.confirmation,
             ..chrome(app, signed)
@@ -219,6 +226,7 @@ pub async fn page(
         error: None,
         comment: String::new(),
         confirmation: String::new(),
+        reauth: false,
     };
     Ok(html(render(&app, &signed, &a, banner).await?))
 }
@@ -245,6 +253,10 @@ pub async fn decide(
             channel: rules::STEP_UP_CHANNEL,
             payload_sha256: f.owned("payload_sha256").filter(|h| !h.is_empty()),
             confirmation: f.owned("confirmation"),
+            // Only a provider's sign-in is held to a recent time for step-up.
+            signed_in_at: (signed.session.method == "oidc")
+                .then(|| signed.auth_time())
+                .flatten(),
         })
         .await;
     match decided {
@@ -252,11 +264,16 @@ pub async fn decide(
             Redirect::to(&format!("/ui/requests/{id}?notice={}", verdict.as_str())).into_response(),
         ),
         Err(e) => {
+            let reauth = matches!(
+                &e,
+                crate::error::AppError::Refused(rules::Refusal::SignInTooOld)
+            );
             let (why, _) = refusal(e);
             let a = load(&app, &signed, id).await?;
             let banner = Banner {
                 notice: None,
                 error: Some(why),
+                reauth,
                 comment: f.owned("comment").unwrap_or_default(),
                 confirmation: f.owned("confirmation").unwrap_or_default(),
             };

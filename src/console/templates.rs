@@ -24,6 +24,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/console/link.html"),
     ),
     (
+        "moving_on.html",
+        include_str!("../../templates/console/moving_on.html"),
+    ),
+    (
         "inbox.html",
         include_str!("../../templates/console/inbox.html"),
     ),

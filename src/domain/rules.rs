@@ -63,7 +63,14 @@ pub struct Attempt<'a> {
     pub channel: &'a str,
     /// The resource as the decider re-typed it (the console's step-up form).
     pub confirmation: Option<&'a str>,
+    /// When the decider last proved who they are to an identity provider,
+    /// where the surface knows (console sessions signed in with OIDC).
+    pub signed_in_at: Option<DateTime<Utc>>,
 }
+
+/// How recent an identity provider's sign-in must be for a step-up
+/// decision made with it (the console asks the provider for `max_age`).
+pub const STEP_UP_MAX_AGE_SECS: i64 = 300;
 
 /// The only surface on which a step-up request can be decided.
 pub const STEP_UP_CHANNEL: &str = "console";
@@ -113,6 +120,9 @@ pub enum Refusal {
     StepUpRequired,
     /// A step-up decision without the resource re-typed exactly.
     ResourceNotConfirmed,
+    /// A step-up decision on a provider sign-in older than
+    /// [`STEP_UP_MAX_AGE_SECS`].
+    SignInTooOld,
 }
 
 impl Refusal {
@@ -130,6 +140,7 @@ impl Refusal {
             Refusal::CommentRequired => "comment_required",
             Refusal::StepUpRequired => "step_up_required",
             Refusal::ResourceNotConfirmed => "resource_not_confirmed",
+            Refusal::SignInTooOld => "sign_in_too_old",
         }
     }
 
@@ -174,6 +185,7 @@ impl Refusal {
             Refusal::CommentRequired => "A denial needs a reason: say why in the comment.".into(),
             Refusal::StepUpRequired => "This request needs a step-up decision: open it in the Countersign console, re-type the resource and decide there.".into(),
             Refusal::ResourceNotConfirmed => "This request needs a step-up decision: re-type its resource exactly as shown to confirm what you decide on.".into(),
+            Refusal::SignInTooOld => "This request needs a step-up decision with a recent sign-in: sign in again with your identity provider, then decide.".into(),
         }
     }
 }
@@ -279,6 +291,12 @@ pub fn decide(
         if !bool::from(typed.as_bytes().ct_eq(request.resource.as_bytes())) {
             return Err(Refusal::ResourceNotConfirmed);
         }
+        if attempt
+            .signed_in_at
+            .is_some_and(|t| (attempt.now - t).num_seconds() > STEP_UP_MAX_AGE_SECS)
+        {
+            return Err(Refusal::SignInTooOld);
+        }
     }
     match attempt.verdict {
         Verdict::Deny => {
@@ -382,6 +400,7 @@ mod tests {
             now: before_deadline(),
             channel: "slack",
             confirmation: None,
+            signed_in_at: None,
         }
     }
 
@@ -684,6 +703,12 @@ mod tests {
             Err(Refusal::ResourceNotConfirmed)
         );
         console.confirmation = Some("prod/users");
+        assert_eq!(decide(&r, &[], &console), Ok(Effect::Approved));
+        // With a provider sign-in, it must be recent.
+        console.signed_in_at =
+            Some(before_deadline() - chrono::Duration::seconds(STEP_UP_MAX_AGE_SECS + 1));
+        assert_eq!(decide(&r, &[], &console), Err(Refusal::SignInTooOld));
+        console.signed_in_at = Some(before_deadline() - chrono::Duration::seconds(60));
         assert_eq!(decide(&r, &[], &console), Ok(Effect::Approved));
         // Identity rules still come first: the requester is told so, not sent to the console.
         let agent_side = attempt(&f.alice, Verdict::Approve, None);

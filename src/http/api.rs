@@ -420,6 +420,7 @@ pub async fn decide(
                 channel: "api",
                 payload_sha256: b.payload_sha256,
                 confirmation: None,
+                signed_in_at: None,
             },
             key.owner.clone(),
         )

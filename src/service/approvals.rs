@@ -41,6 +41,8 @@ pub struct DecisionInput {
     pub payload_sha256: Option<String>,
     /// The resource as re-typed on the console's step-up form.
     pub confirmation: Option<String>,
+    /// When the decider signed in with an identity provider (console OIDC sessions).
+    pub signed_in_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl App {
@@ -242,6 +244,7 @@ impl App {
                         now: ctx.now,
                         channel: input.channel,
                         confirmation: input.confirmation.as_deref(),
+                        signed_in_at: input.signed_in_at,
                     };
                     let mut facts = req.facts();
                     facts.step_up = console::step_up(ctx, id).await?;

@@ -15,7 +15,9 @@ mod harness;
 
 mod chat;
 mod decisions;
+mod fake_oidc;
 mod inert;
+mod oidc;
 mod pages;
 mod security;
 mod sign_in;

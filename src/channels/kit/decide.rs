@@ -94,6 +94,7 @@ pub async fn decide(app: &App, who: Result<Principal, Unresolved>, click: Click)
             channel: click.channel,
             payload_sha256: Some(shown),
             confirmation: None,
+            signed_in_at: None,
         })
         .await;
     match decided {

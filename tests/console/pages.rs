@@ -59,3 +59,50 @@ async fn someone_who_is_not_an_auditor_may_not_read_the_trail_or_the_keys() {
         assert_eq!(res.status(), 403, "{path}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_shows_a_new_request_and_drops_a_decided_one_without_a_reload() {
+    let t = spawn().await;
+    let b = t.browser_as(BOB).await;
+    b.wait_text("Nothing is waiting for you.").await;
+    eventually_connected(&b).await;
+
+    let (id, _) = t
+        .request(serde_json::json!({
+            "action": "deploy.release", "resource": "prod/web", "summary": "Ship 1.4.2", "risk": "medium",
+        }))
+        .await;
+    b.wait_text("prod/web").await;
+    assert_eq!(
+        b.path().await,
+        "/ui/",
+        "no navigation: the list was replaced in place"
+    );
+
+    // Decided elsewhere (here: by Carol through the API), it leaves the list.
+    let carol = t.slack.app.human("carol@example.com").await;
+    let res = t.slack.app.decide(&carol, &id, "approve", None).await;
+    assert_eq!(res.status(), 200);
+    b.wait_text("Nothing is waiting for you.").await;
+    b.stop().await;
+}
+
+/// Waits until the page's event stream is open (the script marks the body).
+async fn eventually_connected(b: &crate::browser::Browser) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let v = b
+            .client
+            .execute("return document.body.dataset.connected || '';", vec![])
+            .await
+            .unwrap();
+        if v == "yes" {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the inbox never connected to /ui/events"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

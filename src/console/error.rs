@@ -14,6 +14,13 @@ pub enum ConsoleError {
     SignIn {
         next: String,
     },
+    /// A GET arriving from another site (a chat message's link) without
+    /// the cookie, which `SameSite=Strict` withholds from such a
+    /// navigation: a page of ours opens the same URL again, now as a
+    /// same-site navigation that carries it (or, signed out, signs in).
+    Renavigate {
+        to: String,
+    },
     /// No session on a state-changing request, or a missing or wrong CSRF token.
     Forbidden(String),
     NotFound(String),
@@ -37,6 +44,13 @@ impl IntoResponse for ConsoleError {
             ConsoleError::SignIn { next } => {
                 let to = format!("/ui/login?next={}", urlencoding::encode(&next));
                 return Redirect::to(&to).into_response();
+            }
+            ConsoleError::Renavigate { to } => {
+                let page = super::templates::render(
+                    "moving_on.html",
+                    context! { title => "Opening", next => super::safe_next(Some(&to)) },
+                );
+                return super::html(page);
             }
             ConsoleError::Forbidden(m) => (StatusCode::FORBIDDEN, "Not allowed", m),
             ConsoleError::NotFound(m) => (StatusCode::NOT_FOUND, "Not found", m),

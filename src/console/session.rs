@@ -111,7 +111,15 @@ impl FromRequestParts<App> for Signed {
                     .path_and_query()
                     .map(|p| p.as_str().to_string())
                     .unwrap_or_else(|| "/ui/".into());
-                ConsoleError::SignIn { next }
+                let cross_site = parts
+                    .headers
+                    .get("sec-fetch-site")
+                    .is_some_and(|v| v == "cross-site");
+                if cross_site {
+                    ConsoleError::Renavigate { to: next }
+                } else {
+                    ConsoleError::SignIn { next }
+                }
             } else {
                 ConsoleError::Forbidden(
                     "You are not signed in (or your session ended): nothing was changed.".into(),

@@ -120,3 +120,36 @@ async fn every_console_response_carries_a_strict_content_security_policy() {
     );
     assert!(!set.contains("Secure"), "plain http on loopback: {set}");
 }
+
+#[tokio::test]
+async fn a_link_from_another_site_is_opened_again_as_a_same_site_navigation_that_carries_the_cookie()
+ {
+    let t = spawn().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // What a browser sends for a click in Slack: no cookie (SameSite=Strict).
+    let res = client
+        .get(t.url("/ui/requests/01a1fcb0-d246-75b3-94a1-07fd18b71b2a"))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let page = res.text().await.unwrap();
+    // The path, HTML-escaped as every value is (`/` is `&#x2f;`).
+    let to = "/ui/requests/01a1fcb0-d246-75b3-94a1-07fd18b71b2a".replace('/', "&#x2f;");
+    assert!(
+        page.contains(&format!("http-equiv=\"refresh\" content=\"0; url={to}\"")),
+        "{page}"
+    );
+    // The same navigation from our own pages goes to sign-in.
+    let res = client
+        .get(t.url("/ui/requests/01a1fcb0-d246-75b3-94a1-07fd18b71b2a"))
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+}

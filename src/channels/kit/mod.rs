@@ -30,6 +30,7 @@
 
 pub mod audit_answer;
 pub mod binding;
+pub mod console_link;
 pub mod decide;
 pub mod delivery;
 pub mod event;

@@ -151,15 +151,8 @@ impl Slack {
         let mut principals: Vec<&str> = a.approvals.iter().map(|d| d.principal.as_str()).collect();
         principals.extend(a.decided_by.as_deref());
         let names = slack_names(&self.app.store, &principals).await?;
-        let console = crate::channels::slack::render::ConsoleLink {
-            url: self
-                .app
-                .settings
-                .public_url
-                .is_some()
-                .then(|| crate::console::links::request_url(&self.app, &a.id)),
-            step_up: crate::store::console::step_up_of(&self.app.store, a.id).await?,
-        };
+        let console =
+            crate::channels::kit::console_link::ConsoleLink::for_request(&self.app, a).await?;
         self.templates
             .request_message_with(a, &names, &console)
             .map_err(|e| {

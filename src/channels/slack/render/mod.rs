@@ -79,15 +79,7 @@ pub const APPROVE: &str = "countersign_approve";
 /// which is ignored).
 pub const OPEN: &str = "countersign_open";
 
-/// What the web console adds to an approval message.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct ConsoleLink {
-    /// The request's console page; only with `COUNTERSIGN_PUBLIC_URL` set
-    /// (a link to a listen address would not open for anyone else).
-    pub url: Option<String>,
-    /// The rule says `step_up: console`: the buttons do not decide.
-    pub step_up: bool,
-}
+pub use crate::channels::kit::console_link::ConsoleLink;
 pub const DENY: &str = "countersign_deny";
 pub const AUDIT_PAGE: &str = "countersign_audit_page";
 pub const DENY_CALLBACK: &str = "countersign_deny";

@@ -27,6 +27,8 @@ pub enum ConsoleError {
     BadRequest(String),
     /// A one-time link already used or expired.
     Gone(String),
+    /// Too many failed sign-ins from this address (the API's limit).
+    TooMany(String),
     App(AppError),
 }
 
@@ -56,6 +58,7 @@ impl IntoResponse for ConsoleError {
             ConsoleError::NotFound(m) => (StatusCode::NOT_FOUND, "Not found", m),
             ConsoleError::BadRequest(m) => (StatusCode::BAD_REQUEST, "Bad request", m),
             ConsoleError::Gone(m) => (StatusCode::GONE, "Link not valid", m),
+            ConsoleError::TooMany(m) => (StatusCode::TOO_MANY_REQUESTS, "Slow down", m),
             ConsoleError::App(e) => match e {
                 AppError::NotFound(m) => (StatusCode::NOT_FOUND, "Not found", m),
                 AppError::BadRequest(m) | AppError::Unprocessable(m) => {

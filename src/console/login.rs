@@ -134,6 +134,33 @@ pub async fn with_link(
     }
 }
 
+/// The caller's address and the service's rate limits, as the API's
+/// auth extractor reads them: a key typed into the console is held to the
+/// same per-address limit on failures as a key sent to the API.
+pub struct Peer {
+    limits: Option<std::sync::Arc<crate::net::rate_limit::RateLimits>>,
+    ip: Option<std::net::IpAddr>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Peer {
+            limits: parts.extensions.get().cloned(),
+            ip: parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        })
+    }
+}
+
+const TOO_MANY: &str = "Too many failed sign-ins from this address; wait a little and try again.";
+
 #[derive(Deserialize)]
 pub struct KeyForm {
     key: Option<String>,
@@ -141,7 +168,11 @@ pub struct KeyForm {
 }
 
 /// `POST /ui/login/key`: signs a person in with their API key.
-pub async fn with_key(State(app): State<App>, Form(f): Form<KeyForm>) -> ConsoleResult<Response> {
+pub async fn with_key(
+    State(app): State<App>,
+    peer: Peer,
+    Form(f): Form<KeyForm>,
+) -> ConsoleResult<Response> {
     let next = safe_next(f.next.as_deref());
     let refuse = |error: &str| {
         let page = templates::render(
@@ -154,13 +185,27 @@ pub async fn with_key(State(app): State<App>, Form(f): Form<KeyForm>) -> Console
         Ok((axum::http::StatusCode::UNAUTHORIZED, html(page)).into_response())
     };
     let token = f.key.unwrap_or_default();
+    let limit = peer.limits.as_ref().zip(peer.ip);
+    if let Some((l, ip)) = limit
+        && l.barred(ip, Some(token.trim())).is_err()
+    {
+        return Err(ConsoleError::TooMany(TOO_MANY.into()));
+    }
     let key = match keys::authenticate(&app.store, token.trim()).await {
         Ok(k) => k,
         Err(AppError::Unauthorized(_)) => {
+            if let Some((l, ip)) = limit
+                && l.failed(ip).is_err()
+            {
+                return Err(ConsoleError::TooMany(TOO_MANY.into()));
+            }
             return refuse("That API key is not valid (or has been revoked).");
         }
         Err(e) => return Err(e.into()),
     };
+    if let Some(l) = &peer.limits {
+        l.remember(token.trim());
+    }
     if !key.principal.is_human() {
         return refuse("That key belongs to an agent or service; the console is for people.");
     }

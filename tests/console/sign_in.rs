@@ -199,3 +199,59 @@ async fn after_sign_in_the_browser_goes_to_the_console_page_named_by_next_and_no
         assert_eq!(res.headers()["location"], to.as_str(), "next={next}");
     }
 }
+
+#[tokio::test]
+async fn a_person_signs_in_with_their_api_key_and_an_agents_key_is_refused() {
+    let t = spawn().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = t.url("/ui/login/key");
+    let bob = t.slack.app.human("bob@example.com").await;
+    let res = client
+        .post(&login)
+        .form(&[("key", bob.as_str()), ("next", "/ui/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let cookie = res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let inbox = client
+        .get(t.url("/ui/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(inbox.status(), 200);
+    assert!(inbox.text().await.unwrap().contains("bob@example.com"));
+
+    let agent = t.slack.app.agent().await;
+    let res = client
+        .post(&login)
+        .form(&[("key", agent.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("the console is for people")
+    );
+    let res = client
+        .post(&login)
+        .form(&[("key", "cs_not-a-key")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(res.headers().get("set-cookie").is_none());
+}

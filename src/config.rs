@@ -177,6 +177,28 @@ pub struct Settings {
     pub permit_ttl: Duration,
     /// The service's public base URL: the permits' `iss`. Default: the listen URL.
     pub public_url: Option<String>,
+    pub console: ConsoleSettings,
+}
+
+/// The web console (`/ui/`, src/console).
+#[derive(Debug, Clone)]
+pub struct ConsoleSettings {
+    /// How long a one-time sign-in link from chat is valid (5 minutes).
+    pub link_ttl: Duration,
+    /// A session unused this long ends (30 minutes).
+    pub session_idle: Duration,
+    /// A session ends this long after sign-in, used or not (12 hours).
+    pub session_max: Duration,
+    /// Sign-in with an OpenID Connect provider, when configured.
+    pub oidc: Option<OidcSettings>,
+}
+
+/// `COUNTERSIGN_OIDC_ISSUER`, `_CLIENT_ID`, `_CLIENT_SECRET`.
+#[derive(Debug, Clone)]
+pub struct OidcSettings {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Secret,
 }
 
 impl Default for Settings {
@@ -235,6 +257,12 @@ impl Default for Settings {
             permit_key: PathBuf::new(),
             permit_ttl: Duration::from_secs(600),
             public_url: None,
+            console: ConsoleSettings {
+                link_ttl: Duration::from_secs(5 * 60),
+                session_idle: Duration::from_secs(30 * 60),
+                session_max: Duration::from_secs(12 * 3600),
+                oidc: None,
+            },
         }
     }
 }
@@ -555,6 +583,29 @@ impl Settings {
         }
         if let Some(v) = get("COUNTERSIGN_PUBLIC_URL") {
             self.public_url = Some(v);
+        }
+        if let Some(v) = get("COUNTERSIGN_CONSOLE_SESSION_IDLE") {
+            self.console.session_idle = dur("COUNTERSIGN_CONSOLE_SESSION_IDLE", &v)?;
+        }
+        match (
+            get("COUNTERSIGN_OIDC_ISSUER"),
+            get("COUNTERSIGN_OIDC_CLIENT_ID"),
+            get("COUNTERSIGN_OIDC_CLIENT_SECRET"),
+        ) {
+            (None, None, None) => {}
+            (Some(issuer), Some(client_id), Some(secret)) => {
+                self.console.oidc = Some(OidcSettings {
+                    issuer,
+                    client_id,
+                    client_secret: Secret(secret),
+                });
+            }
+            _ => {
+                return Err("OIDC sign-in needs all of COUNTERSIGN_OIDC_ISSUER, COUNTERSIGN_OIDC_CLIENT_ID and COUNTERSIGN_OIDC_CLIENT_SECRET".into());
+            }
+        }
+        if let Some(v) = get("COUNTERSIGN_CONSOLE_SESSION_MAX") {
+            self.console.session_max = dur("COUNTERSIGN_CONSOLE_SESSION_MAX", &v)?;
         }
         if let Some(v) = get("COUNTERSIGN_SLACK_BOT_TOKEN") {
             self.slack.bot_token = Some(Secret(v));

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod error;
 pub mod http;

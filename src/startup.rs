@@ -74,6 +74,7 @@ impl Server {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         let addr = listener.local_addr()?;
         crate::permits::service::install(&app, addr)?;
+        let _ = app.console_base.set(format!("http://{addr}"));
         Ok(Self {
             addr,
             app,

@@ -11,9 +11,23 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-#[derive(Default, Clone)]
+#[derive(Clone)]
 pub struct Waiters {
     inner: Arc<Mutex<HashMap<Uuid, Arc<Notify>>>>,
+    /// Bumped with every wake-up: the console's live pages (`/ui/events`)
+    /// hear of any change through the same wake-ups as the long-polls. A
+    /// watch, not a `Notify`: a change while the page is being told of the
+    /// last one is not lost.
+    changed: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Default for Waiters {
+    fn default() -> Self {
+        Self {
+            inner: Default::default(),
+            changed: Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
+    }
 }
 
 /// A subscription; dropping it forgets the request once nobody waits.
@@ -43,6 +57,12 @@ impl Waiters {
         if let Some(n) = self.inner.lock().expect("waiters lock").get(id) {
             n.notify_waiters();
         }
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes whenever any request's waiters are woken.
+    pub fn changed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     /// Wakes every waiter (each re-reads its request): when wake-ups may
@@ -52,6 +72,7 @@ impl Waiters {
         for n in self.inner.lock().expect("waiters lock").values() {
             n.notify_waiters();
         }
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     pub fn len(&self) -> usize {

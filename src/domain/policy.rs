@@ -75,6 +75,9 @@ pub struct ApprovalSpec {
     pub remind_every: Option<Duration>,
     /// …at most this many times (`remind_max`, default 3).
     pub remind_max: u32,
+    /// `step_up: console`: only a console decision with the resource
+    /// re-typed counts; a chat click is refused and pointed there.
+    pub step_up: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -240,6 +243,7 @@ impl Policy {
                 notify_on_behalf_of: true,
                 remind_every: None,
                 remind_max: DEFAULT_REMIND_MAX,
+                step_up: false,
             }),
             Some(d) => {
                 let effect = compile_effect(&d, &groups).map_err(|e| {
@@ -350,10 +354,11 @@ fn compile_effect(
         || raw.teams_conversation.is_some()
         || raw.notify_on_behalf_of.is_some()
         || raw.remind_every.is_some()
-        || raw.remind_max.is_some();
+        || raw.remind_max.is_some()
+        || raw.step_up.is_some();
     match raw.effect.as_str() {
         "allow" | "deny" if only_for_approval => Err(format!(
-            "approvals, approvers, expires_in, on_expiry, chat destinations, notify_on_behalf_of and reminders only apply to effect require_approval, not {}",
+            "approvals, approvers, expires_in, on_expiry, chat destinations, notify_on_behalf_of, reminders and step_up only apply to effect require_approval, not {}",
             raw.effect
         )),
         "allow" => Ok(Effect::Allow),
@@ -405,6 +410,15 @@ fn compile_effect(
             if remind_max > 100 {
                 return Err(format!("remind_max must be at most 100, not {remind_max}"));
             }
+            let step_up = match raw.step_up.as_deref() {
+                None => false,
+                Some("console") => true,
+                Some(other) => {
+                    return Err(format!(
+                        "step_up '{other}' is unknown: the only step-up is console"
+                    ));
+                }
+            };
             if !(MIN_EXPIRY..=MAX_EXPIRY).contains(&expires_in) {
                 return Err("expires_in must be between 1s and 30d".into());
             }
@@ -418,6 +432,7 @@ fn compile_effect(
                 notify_on_behalf_of: raw.notify_on_behalf_of.unwrap_or(true),
                 remind_every,
                 remind_max,
+                step_up,
             }))
         }
         other => Err(format!(
@@ -528,6 +543,8 @@ struct RawEffect {
     remind_every: Option<String>,
     #[serde(default)]
     remind_max: Option<u32>,
+    #[serde(default)]
+    step_up: Option<String>,
 }
 
 /// How many reminders a rule with `remind_every` sends unless it says.
@@ -670,5 +687,27 @@ rules:
         );
         assert_eq!(p.reminders("quiet"), None);
         assert!(Policy::parse("rules:\n  - name: a\n    action: x.*\n    effect: require_approval\n    remind_every: soon\n", "test").is_err());
+    }
+
+    #[test]
+    fn step_up_console_is_read_and_only_for_require_approval() {
+        let p = Policy::parse(
+            "rules:\n  - name: drop\n    action: db.drop\n    effect: require_approval\n    step_up: console\n",
+            "test",
+        )
+        .unwrap();
+        match p.evaluate("db.drop", "prod/users", Risk::High).effect {
+            Effect::RequireApproval(spec) => assert!(spec.step_up),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            Policy::parse(
+                "rules:\n  - name: a\n    action: x.*\n    effect: allow\n    step_up: console\n",
+                "test"
+            )
+            .is_err()
+        );
+        let err = Policy::parse("rules:\n  - name: a\n    action: x.*\n    effect: require_approval\n    step_up: sms\n", "test").unwrap_err();
+        assert!(err.contains("step_up"), "{err}");
     }
 }

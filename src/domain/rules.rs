@@ -30,6 +30,11 @@ pub struct RequestFacts<'a> {
     pub expires_at: DateTime<Utc>,
     /// The hash of what approvers are shown.
     pub payload_sha256: &'a str,
+    /// The canonical resource, which a step-up decision must re-type.
+    pub resource: &'a str,
+    /// The rule said `step_up: console`: only a console decision with the
+    /// resource re-typed counts.
+    pub step_up: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -54,7 +59,21 @@ pub struct Attempt<'a> {
     pub payload_sha256: Option<&'a str>,
     /// The writer's commit time: the time the decision would take effect.
     pub now: DateTime<Utc>,
+    /// The surface the attempt came through (`api`, `slack`, `teams`, `console`).
+    pub channel: &'a str,
+    /// The resource as the decider re-typed it (the console's step-up form).
+    pub confirmation: Option<&'a str>,
+    /// When the decider last proved who they are to an identity provider,
+    /// where the surface knows (console sessions signed in with OIDC).
+    pub signed_in_at: Option<DateTime<Utc>>,
 }
+
+/// How recent an identity provider's sign-in must be for a step-up
+/// decision made with it (the console asks the provider for `max_age`).
+pub const STEP_UP_MAX_AGE_SECS: i64 = 300;
+
+/// The only surface on which a step-up request can be decided.
+pub const STEP_UP_CHANNEL: &str = "console";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SelfRelation {
@@ -97,6 +116,13 @@ pub enum Refusal {
         person: Principal,
     },
     CommentRequired,
+    /// The rule asks for a console decision (`step_up: console`).
+    StepUpRequired,
+    /// A step-up decision without the resource re-typed exactly.
+    ResourceNotConfirmed,
+    /// A step-up decision on a provider sign-in older than
+    /// [`STEP_UP_MAX_AGE_SECS`].
+    SignInTooOld,
 }
 
 impl Refusal {
@@ -112,6 +138,9 @@ impl Refusal {
             Refusal::AlreadyApproved => "already_approved",
             Refusal::SamePerson { .. } => "same_person",
             Refusal::CommentRequired => "comment_required",
+            Refusal::StepUpRequired => "step_up_required",
+            Refusal::ResourceNotConfirmed => "resource_not_confirmed",
+            Refusal::SignInTooOld => "sign_in_too_old",
         }
     }
 
@@ -154,6 +183,9 @@ impl Refusal {
                 "{person} has already counted toward this request (as an approver or as the owner of an approver's key); one person counts once."
             ),
             Refusal::CommentRequired => "A denial needs a reason: say why in the comment.".into(),
+            Refusal::StepUpRequired => "This request needs a step-up decision: open it in the Countersign console, re-type the resource and decide there.".into(),
+            Refusal::ResourceNotConfirmed => "This request needs a step-up decision: re-type its resource exactly as shown to confirm what you decide on.".into(),
+            Refusal::SignInTooOld => "This request needs a step-up decision with a recent sign-in: sign in again with your identity provider, then decide.".into(),
         }
     }
 }
@@ -192,6 +224,23 @@ fn involvement(request: &RequestFacts<'_>, p: &Principal) -> Option<SelfRelation
     }
 }
 
+/// Whether `who` may decide on the request at all: a person, not involved
+/// in it, and one of its approvers if the policy names them. [`decide`]
+/// applies it to every attempt; the console's inbox uses it to list what
+/// someone may decide, so the two cannot disagree.
+pub fn eligible(request: &RequestFacts<'_>, who: &Principal) -> Result<(), Refusal> {
+    if !who.is_human() {
+        return Err(Refusal::NotHuman);
+    }
+    if let Some(relation) = involvement(request, who) {
+        return Err(Refusal::SelfApproval(relation));
+    }
+    if !request.approvers.is_empty() && !request.approvers.contains(who) {
+        return Err(Refusal::NotAnApprover);
+    }
+    Ok(())
+}
+
 /// Judges one decision attempt. Order matters: a final request refuses
 /// everyone with who decided, then a passed deadline, then a payload the
 /// decider was not shown; then identity rules; then input rules.
@@ -223,13 +272,9 @@ pub fn decide(
             expected: request.payload_sha256.to_string(),
         });
     }
-    if !who.is_human() {
-        return Err(Refusal::NotHuman);
-    }
-    if let Some(relation) = involvement(request, who) {
-        return Err(Refusal::SelfApproval(relation));
-    }
     if let Some(owner) = attempt.key_owner
+        && who.is_human()
+        && involvement(request, who).is_none()
         && let Some(relation) = involvement(request, owner)
     {
         return Err(Refusal::OwnerInvolved {
@@ -237,8 +282,21 @@ pub fn decide(
             relation,
         });
     }
-    if !request.approvers.is_empty() && !request.approvers.contains(who) {
-        return Err(Refusal::NotAnApprover);
+    eligible(request, who)?;
+    if request.step_up {
+        if attempt.channel != STEP_UP_CHANNEL {
+            return Err(Refusal::StepUpRequired);
+        }
+        let typed = attempt.confirmation.map(str::trim).unwrap_or_default();
+        if !bool::from(typed.as_bytes().ct_eq(request.resource.as_bytes())) {
+            return Err(Refusal::ResourceNotConfirmed);
+        }
+        if attempt
+            .signed_in_at
+            .is_some_and(|t| (attempt.now - t).num_seconds() > STEP_UP_MAX_AGE_SECS)
+        {
+            return Err(Refusal::SignInTooOld);
+        }
     }
     match attempt.verdict {
         Verdict::Deny => {
@@ -317,6 +375,8 @@ mod tests {
             decided_at: None,
             expires_at: deadline(),
             payload_sha256: HASH,
+            resource: "prod/users",
+            step_up: false,
         }
     }
 
@@ -338,6 +398,9 @@ mod tests {
             comment,
             payload_sha256: None,
             now: before_deadline(),
+            channel: "slack",
+            confirmation: None,
+            signed_in_at: None,
         }
     }
 
@@ -618,5 +681,40 @@ mod tests {
         );
         a.payload_sha256 = Some(HASH);
         assert_eq!(decide(&facts(&f, 1), &[], &a), Ok(Effect::Approved));
+    }
+
+    #[test]
+    fn a_step_up_request_is_decided_only_on_the_console_with_the_resource_retyped() {
+        let f = fixture();
+        let mut r = facts(&f, 1);
+        r.step_up = true;
+        let bob = p("user:bob@example.com");
+        let chat = attempt(&bob, Verdict::Approve, None);
+        assert_eq!(decide(&r, &[], &chat), Err(Refusal::StepUpRequired));
+        let mut console = attempt(&bob, Verdict::Approve, None);
+        console.channel = STEP_UP_CHANNEL;
+        assert_eq!(
+            decide(&r, &[], &console),
+            Err(Refusal::ResourceNotConfirmed)
+        );
+        console.confirmation = Some("prod/user");
+        assert_eq!(
+            decide(&r, &[], &console),
+            Err(Refusal::ResourceNotConfirmed)
+        );
+        console.confirmation = Some("prod/users");
+        assert_eq!(decide(&r, &[], &console), Ok(Effect::Approved));
+        // With a provider sign-in, it must be recent.
+        console.signed_in_at =
+            Some(before_deadline() - chrono::Duration::seconds(STEP_UP_MAX_AGE_SECS + 1));
+        assert_eq!(decide(&r, &[], &console), Err(Refusal::SignInTooOld));
+        console.signed_in_at = Some(before_deadline() - chrono::Duration::seconds(60));
+        assert_eq!(decide(&r, &[], &console), Ok(Effect::Approved));
+        // Identity rules still come first: the requester is told so, not sent to the console.
+        let agent_side = attempt(&f.alice, Verdict::Approve, None);
+        assert_eq!(
+            decide(&r, &[], &agent_side),
+            Err(Refusal::SelfApproval(SelfRelation::OnBehalfOf))
+        );
     }
 }

@@ -419,6 +419,8 @@ pub async fn decide(
                 comment: b.comment,
                 channel: "api",
                 payload_sha256: b.payload_sha256,
+                confirmation: None,
+                signed_in_at: None,
             },
             key.owner.clone(),
         )

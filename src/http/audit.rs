@@ -137,7 +137,15 @@ pub async fn export(
     ApiQuery(p): ApiQuery<ExportParams>,
 ) -> AppResult<Response> {
     key.require(Scope::Audit)?;
-    let format = p.format.unwrap_or(ExportFormat::Ndjson);
+    Ok(export_response(
+        &app,
+        p.format.unwrap_or(ExportFormat::Ndjson),
+    ))
+}
+
+/// The whole trail as a download, streamed as it is read (the API's
+/// export and the console's download buttons).
+pub fn export_response(app: &App, format: ExportFormat) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let store = app.store.clone();
     tokio::spawn(async move {
@@ -156,7 +164,7 @@ pub async fn export(
         ExportFormat::Ndjson => ("application/x-ndjson", "ndjson"),
         ExportFormat::Csv => ("text/csv; charset=utf-8", "csv"),
     };
-    Ok((
+    (
         [
             (header::CONTENT_TYPE, ctype.to_string()),
             (
@@ -166,7 +174,7 @@ pub async fn export(
         ],
         Body::from_stream(stream),
     )
-        .into_response())
+        .into_response()
 }
 
 /// Recomputes the chain and checks its signatures with the service's key.

@@ -13,7 +13,7 @@ use crate::domain::{PayloadHash, Principal, RequestContent, Status, Verdict};
 use crate::error::{AppError, AppResult};
 use crate::store::keys::{self, ApiKey};
 use crate::store::requests::{self, Approval, NewRow};
-use crate::store::{AfterCommit, WriteCtx};
+use crate::store::{AfterCommit, WriteCtx, console};
 
 pub struct NewRequest {
     pub content: RequestContent,
@@ -39,6 +39,10 @@ pub struct DecisionInput {
     pub channel: &'static str,
     /// The hash the approver was shown; must match the request's.
     pub payload_sha256: Option<String>,
+    /// The resource as re-typed on the console's step-up form.
+    pub confirmation: Option<String>,
+    /// When the decider signed in with an identity provider (console OIDC sessions).
+    pub signed_in_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl App {
@@ -118,6 +122,7 @@ impl App {
                         notify_on_behalf_of: true,
                         remind_every: None,
                         remind_max: 0,
+                        step_up: false,
                     };
                     let s = spec.as_ref().unwrap_or(&empty);
                     let approval = requests::insert(
@@ -159,12 +164,19 @@ impl App {
                         "payload_sha256": hash.as_str(), "idempotency_key": new.idempotency_key,
                     }))
                     .await?;
-                    ctx.audit(Principal::system(), req, "policy.evaluated", &json!({
+                    let mut evaluated = json!({
                         "rule": rule, "version": version, "effect": effect.name(),
                         "required_approvals": s.approvals, "approvers": s.approvers,
                         "on_expiry": s.on_expiry.as_str(),
-                    }))
-                    .await?;
+                    });
+                    // Only step-up rules say so: every other event keeps its shape.
+                    if s.step_up {
+                        evaluated["step_up"] = json!(rules::STEP_UP_CHANNEL);
+                    }
+                    ctx.audit(Principal::system(), req, "policy.evaluated", &evaluated).await?;
+                    if s.step_up && !status.is_final() {
+                        console::set_step_up(ctx, id).await?;
+                    }
                     if status.is_final() {
                         ctx.audit(Principal::system(), req, &format!("request.{status}"), &json!({
                             "by": decided_by, "reason": reason,
@@ -176,6 +188,8 @@ impl App {
                             ctx.enqueue(&format!("{ch}.post"), &format!("{ch}:{id}"), Some(id), &json!({ "request_id": id })).await?;
                         }
                         ctx.after_commit(AfterCommit::NewDeadline);
+                        // The console's live inbox hears of new requests.
+                        ctx.after_commit(AfterCommit::Wake(id));
                     }
                     Ok(Created::New(approval))
                 })
@@ -228,8 +242,13 @@ impl App {
                         comment: input.comment.as_deref(),
                         payload_sha256: input.payload_sha256.as_deref(),
                         now: ctx.now,
+                        channel: input.channel,
+                        confirmation: input.confirmation.as_deref(),
+                        signed_in_at: input.signed_in_at,
                     };
-                    let verdict = rules::decide(&req.facts(), &prior, &attempt);
+                    let mut facts = req.facts();
+                    facts.step_up = console::step_up(ctx, id).await?;
+                    let verdict = rules::decide(&facts, &prior, &attempt);
                     let reqref = Some((id, req.action.as_str()));
                     let actor = input.who.as_str().to_string();
                     // Whether the decider named the payload they were shown:
@@ -242,12 +261,15 @@ impl App {
                             if refusal == Refusal::CommentRequired {
                                 return Err(AppError::Refused(refusal));
                             }
-                            ctx.audit(&actor, reqref, "decision.blocked", &json!({
+                            let mut blocked = json!({
                                 "reason": refusal.code(), "message": refusal.message(),
                                 "verdict": input.verdict, "channel": input.channel, "status": req.status,
                                 "key_owner": key_owner, "payload_sha256": input.payload_sha256,
-                            }))
-                            .await?;
+                            });
+                            if facts.step_up {
+                                blocked["step_up"] = json!(rules::STEP_UP_CHANNEL);
+                            }
+                            ctx.audit(&actor, reqref, "decision.blocked", &blocked).await?;
                             Ok(Err((refusal, req)))
                         }
                         Ok(effect) => {
@@ -256,11 +278,15 @@ impl App {
                             if let Some(owner) = &key_owner {
                                 keys::record_decision_key_owner(ctx, id, &input.who, owner).await?;
                             }
-                            ctx.audit(&actor, reqref, &format!("decision.{}", input.verdict.as_str()), &json!({
+                            let mut decided = json!({
                                 "verdict": input.verdict, "comment": input.comment, "channel": input.channel,
                                 "payload_sha256": req.payload_sha256, "bound": bound, "key_owner": key_owner,
-                            }))
-                            .await?;
+                            });
+                            if facts.step_up {
+                                // The console checked the re-typed resource (rules.rs).
+                                decided["step_up"] = json!(rules::STEP_UP_CHANNEL);
+                            }
+                            ctx.audit(&actor, reqref, &format!("decision.{}", input.verdict.as_str()), &decided).await?;
                             if let Some(status) = effect.final_status() {
                                 let reason = match status {
                                     Status::Approved => format!("approved by {} of {} required", req.approvals.len() + 1, req.required_approvals),
@@ -274,6 +300,8 @@ impl App {
                                 on_final(ctx, &channels, &after).await?;
                             } else {
                                 update_channels(ctx, &channels, id).await?;
+                                // What it still needs changed: the console's live pages re-read.
+                                ctx.after_commit(AfterCommit::Wake(id));
                             }
                             Ok(Ok(after))
                         }

@@ -30,6 +30,9 @@ pub struct App {
     /// Cancelled when the service starts shutting down, so long-polls
     /// answer at once instead of holding the shutdown for up to a minute.
     pub stopping: tokio_util::sync::CancellationToken,
+    /// The base URL people open the console at (`COUNTERSIGN_PUBLIC_URL`,
+    /// else the address the service bound), set once it has bound.
+    pub console_base: Arc<std::sync::OnceLock<String>>,
 }
 
 impl App {
@@ -51,7 +54,20 @@ impl App {
             channels: Arc::new(channels),
             http,
             stopping: Default::default(),
+            console_base: Default::default(),
         })
+    }
+
+    /// The console's base URL, without a trailing slash.
+    pub fn console_url(&self) -> String {
+        match &self.settings.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => self
+                .console_base
+                .get()
+                .cloned()
+                .unwrap_or_else(|| format!("http://{}", self.settings.listen)),
+        }
     }
 
     pub fn policy(&self) -> Arc<Policy> {

@@ -47,6 +47,7 @@ pub mod audit;
 pub mod chat_messages;
 pub mod checkpoint_sinks;
 pub mod checkpoints;
+pub mod console;
 pub mod derived;
 pub mod identities;
 pub mod import;

@@ -137,6 +137,9 @@ impl Approval {
             expires_at: crate::clock::parse(&self.expires_at)
                 .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC),
             payload_sha256: &self.payload_sha256,
+            resource: &self.resource,
+            // Kept beside the row (store::console); the writer sets it.
+            step_up: false,
         }
     }
 

@@ -205,6 +205,8 @@ async fn a_decision_committed_after_the_deadline_is_refused_as_expired_whatever_
             comment: None,
             channel: "slack",
             payload_sha256: Some(created.payload_sha256.clone()),
+            confirmation: None,
+            signed_in_at: None,
         })
         .await;
     let Err(AppError::Refused(refusal)) = result else {

@@ -108,3 +108,15 @@ async fn a_command_the_bot_does_not_know_gets_the_usage() {
     let card = ask(&t, "carol", "audit drop tables", &[]).await;
     assert!(card_text(&card).contains("did not understand"));
 }
+
+#[tokio::test]
+async fn audit_login_answers_with_a_one_time_console_link() {
+    let t = spawn_teams_with_policy(AUDITORS).await;
+    let card = ask(&t, "bob", "audit login", &[]).await;
+    let text = card_text(&card);
+    assert!(text.contains("/ui/login/"), "{text}");
+    assert!(
+        text.contains("valid for 5 minutes and usable once"),
+        "{text}"
+    );
+}

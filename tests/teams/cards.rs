@@ -111,3 +111,28 @@ async fn agent_text_is_escaped_and_truncated_on_the_card() {
     assert!(runs.contains("more characters hidden: audit "), "{runs}");
     assert!(post.body.to_string().len() < 28 * 1024);
 }
+
+#[tokio::test]
+async fn with_a_public_url_the_card_opens_its_request_in_the_console() {
+    let t = spawn_teams_with(None, |s| {
+        s.public_url = Some("https://countersign.example.com".into())
+    })
+    .await;
+    let (_, request, post) = t.create_and_post().await;
+    let card = post.card();
+    check_adaptive_card(card).unwrap();
+    let open = card["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["type"] == "Action.OpenUrl")
+        .expect("an Open in Countersign action");
+    assert_eq!(open["title"], "Open in Countersign");
+    assert_eq!(
+        open["url"],
+        format!(
+            "https://countersign.example.com/ui/requests/{}",
+            request["id"].as_str().unwrap()
+        )
+    );
+}

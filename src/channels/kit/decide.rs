@@ -93,6 +93,8 @@ pub async fn decide(app: &App, who: Result<Principal, Unresolved>, click: Click)
             comment: click.comment,
             channel: click.channel,
             payload_sha256: Some(shown),
+            confirmation: None,
+            signed_in_at: None,
         })
         .await;
     match decided {

@@ -23,16 +23,19 @@
 //! - [`view`] and [`event`]: one view of a request and of an audit event
 //!   (which facts, in which order, cut to the shared limits of
 //!   [`crate::channels::text`]); a platform escapes and lays them out;
+//! - [`login`]: `audit login`, a one-time sign-in link to the web console;
 //! - [`notice`]: the outcome notice to the human an agent acted for;
 //! - [`templates`]: one template loader (compiled-in defaults, the
 //!   override directory, the start-up render of every template).
 
 pub mod audit_answer;
 pub mod binding;
+pub mod console_link;
 pub mod decide;
 pub mod delivery;
 pub mod event;
 pub mod identity;
+pub mod login;
 pub mod notice;
 pub mod samples;
 pub mod templates;

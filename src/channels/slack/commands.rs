@@ -25,7 +25,7 @@ use super::identity::mention_user_id;
 use super::limits::escape_clip;
 use super::render::SlackNames;
 use super::{ANSWER_WITHIN, Recipient, Slack, form_field};
-use crate::channels::kit::audit_answer;
+use crate::channels::kit::{audit_answer, login};
 use crate::domain::audit_command::{self, AuditCommand, PersonRef};
 use crate::error::{AppError, AppResult};
 
@@ -82,6 +82,16 @@ pub async fn handle(
 /// The `/audit` answer for `text`, as `to` may see it.
 pub async fn answer(slack: &Slack, to: &Recipient, text: &str) -> SlackMessageContent {
     let who = slack.identities.resolve(&to.team, &to.user).await;
+    if login::is_login(text) {
+        return match login::link(&slack.app, who).await {
+            // The URL is ours (base64url token); the rest is our text.
+            Ok(l) => SlackMessageContent::new().with_text(format!(
+                "<{}|Sign in to Countersign>: a personal link, valid for {} and usable once. Do not share it.",
+                l.url, l.valid_for
+            )),
+            Err(why) => plain(&why),
+        };
+    }
     let text = unlink_emails(text);
     let query = without_page(&text);
     let mention = |m: String| async move {

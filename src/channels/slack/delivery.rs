@@ -151,8 +151,12 @@ impl Slack {
         let mut principals: Vec<&str> = a.approvals.iter().map(|d| d.principal.as_str()).collect();
         principals.extend(a.decided_by.as_deref());
         let names = slack_names(&self.app.store, &principals).await?;
-        self.templates.request_message(a, &names).map_err(|e| {
-            DeliveryError::permanent(format!("rendering the Slack message failed: {e:#}"))
-        })
+        let console =
+            crate::channels::kit::console_link::ConsoleLink::for_request(&self.app, a).await?;
+        self.templates
+            .request_message_with(a, &names, &console)
+            .map_err(|e| {
+                DeliveryError::permanent(format!("rendering the Slack message failed: {e:#}"))
+            })
     }
 }

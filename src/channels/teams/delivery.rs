@@ -66,7 +66,7 @@ impl ChatApi for Teams {
     async fn post(&self, to: &Destination, a: &Approval) -> Result<ChatMessage, DeliveryError> {
         let service_url = service_url(to.extra.as_ref())
             .ok_or_else(|| DeliveryError::permanent("no service URL for the conversation"))?;
-        let activity = self.message(a)?;
+        let activity = self.message(a).await?;
         let activity_id = self
             .connector
             .post(&service_url, &to.conversation, &activity)
@@ -82,7 +82,7 @@ impl ChatApi for Teams {
         let service_url = service_url(at.extra.as_ref())
             .or_else(|| self.app.settings.teams.service_url.clone())
             .ok_or_else(|| DeliveryError::permanent("no service URL for the posted card"))?;
-        let mut activity = self.message(a)?;
+        let mut activity = self.message(a).await?;
         activity["id"] = json!(at.message_id);
         self.connector
             .update(&service_url, &at.conversation, &at.message_id, &activity)
@@ -234,10 +234,12 @@ impl ChatApi for Teams {
 
 impl Teams {
     /// The request's card in a message activity, for its current state.
-    fn message(&self, a: &Approval) -> Result<Value, DeliveryError> {
+    async fn message(&self, a: &Approval) -> Result<Value, DeliveryError> {
+        let console =
+            crate::channels::kit::console_link::ConsoleLink::for_request(&self.app, a).await?;
         let card = self
             .templates
-            .request_card(a, None)
+            .request_card_with(a, None, &console)
             .map_err(|e| DeliveryError::permanent(format!("rendering the card failed: {e:#}")))?;
         Ok(json!({
             "type": "message",

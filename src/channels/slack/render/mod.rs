@@ -75,6 +75,11 @@ const BUILT_IN: &[(&str, &str)] = &[
 /// Action ids of the buttons and the modal, shared with the interactivity
 /// handler.
 pub const APPROVE: &str = "countersign_approve";
+/// The "Open in Countersign" link button (Slack still reports its click,
+/// which is ignored).
+pub const OPEN: &str = "countersign_open";
+
+pub use crate::channels::kit::console_link::ConsoleLink;
 pub const DENY: &str = "countersign_deny";
 pub const AUDIT_PAGE: &str = "countersign_audit_page";
 pub const DENY_CALLBACK: &str = "countersign_deny";
@@ -122,8 +127,19 @@ impl Templates {
         a: &Approval,
         names: &SlackNames,
     ) -> anyhow::Result<SlackMessageContent> {
+        self.request_message_with(a, names, &ConsoleLink::default())
+    }
+
+    /// [`request_message`](Self::request_message) with the console's link
+    /// and step-up note.
+    pub fn request_message_with(
+        &self,
+        a: &Approval,
+        names: &SlackNames,
+        console: &ConsoleLink,
+    ) -> anyhow::Result<SlackMessageContent> {
         let r = RequestView::new(a, names);
-        let blocks = self.blocks(REQUEST, json!({ "r": r }))?;
+        let blocks = self.blocks(REQUEST, json!({ "r": r, "console": console }))?;
         Ok(SlackMessageContent::new()
             .with_text(clip(&r.fallback, limits::MAX_FALLBACK))
             .with_blocks(blocks))

@@ -19,10 +19,16 @@ use crate::error::{AppError, AppResult};
 use crate::service::App;
 use crate::store::requests::{self, Approval};
 
-fn request_card(teams: &Teams, a: &Approval, n: Option<Notice>) -> AppResult<Value> {
+async fn request_card(
+    teams: &Teams,
+    app: &App,
+    a: &Approval,
+    n: Option<Notice>,
+) -> AppResult<Value> {
+    let console = crate::channels::kit::console_link::ConsoleLink::for_request(app, a).await?;
     teams
         .templates
-        .request_card(a, n.as_ref())
+        .request_card_with(a, n.as_ref(), &console)
         .map_err(AppError::Internal)
 }
 
@@ -57,12 +63,14 @@ pub async fn card_action(teams: &Teams, app: &App, a: &Activity) -> AppResult<Va
         other => {
             return request_card(
                 teams,
+                app,
                 &current,
                 Some(Notice::new(
                     Tone::Warning,
                     format!("'{other}' is not something this card can do."),
                 )),
-            );
+            )
+            .await;
         }
     };
     let who = match a.from.as_ref() {
@@ -88,11 +96,15 @@ pub async fn card_action(teams: &Teams, app: &App, a: &Activity) -> AppResult<Va
         channel: super::super::CHANNEL,
     };
     match decide::decide(app, who, click).await {
-        Explained::Recorded(after) => request_card(
-            teams,
-            &after,
-            Some(Notice::new(Tone::Good, decide::recorded(verdict, &after))),
-        ),
+        Explained::Recorded(after) => {
+            request_card(
+                teams,
+                app,
+                &after,
+                Some(Notice::new(Tone::Good, decide::recorded(verdict, &after))),
+            )
+            .await
+        }
         Explained::NotCounted {
             why,
             severity,
@@ -103,7 +115,7 @@ pub async fn card_action(teams: &Teams, app: &App, a: &Activity) -> AppResult<Va
                 Severity::Attention => Tone::Attention,
             };
             let shown = request.map(|r| *r).unwrap_or(current);
-            request_card(teams, &shown, Some(Notice::new(tone, why)))
+            request_card(teams, app, &shown, Some(Notice::new(tone, why))).await
         }
     }
 }

@@ -10,8 +10,8 @@ use super::super::Teams;
 use super::super::card::{CONTENT_TYPE, Tone};
 use super::super::identity;
 use super::{Activity, audit_words, command_text, notice};
-use crate::channels::kit::audit_answer;
 use crate::channels::kit::identity::Unresolved;
+use crate::channels::kit::{audit_answer, login};
 use crate::domain::audit_command;
 use crate::error::{AppError, AppResult};
 use crate::service::App;
@@ -79,6 +79,20 @@ async fn message_card(teams: &Teams, app: &App, a: &Activity) -> AppResult<Value
             "the activity does not say who sent it",
         )),
     };
+    if login::is_login(rest) {
+        return match login::link(app, who).await {
+            Ok(l) => notice(
+                teams,
+                Tone::Good,
+                "Sign in to Countersign",
+                &format!(
+                    "Your personal sign-in link, valid for {} and usable once (do not share it): {}",
+                    l.valid_for, l.url
+                ),
+            ),
+            Err(why) => notice(teams, Tone::Attention, "Who are you?", &why),
+        };
+    }
     let mention = |m: String| async move {
         let n: usize = m.strip_prefix("@mention")?.parse().ok()?;
         let account = mentions.get(n)?;

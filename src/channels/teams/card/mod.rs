@@ -139,7 +139,19 @@ impl Templates {
 
     /// The approval card for a request's current state.
     pub fn request_card(&self, a: &Approval, notice: Option<&Notice>) -> anyhow::Result<Value> {
-        self.render("request.json", &request::request_context(a, notice))
+        self.request_card_with(a, notice, &Default::default())
+    }
+
+    /// [`request_card`](Self::request_card) with the console's link and step-up note.
+    pub fn request_card_with(
+        &self,
+        a: &Approval,
+        notice: Option<&Notice>,
+        console: &crate::channels::kit::console_link::ConsoleLink,
+    ) -> anyhow::Result<Value> {
+        let mut ctx = request::request_context(a, notice);
+        ctx["console"] = serde_json::json!(console);
+        self.render("request.json", &ctx)
     }
 
     pub fn notice_card(&self, tone: Tone, title: &str, text: &str) -> anyhow::Result<Value> {

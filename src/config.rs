@@ -305,6 +305,20 @@ struct FileConfig {
     slack: FileSlack,
     #[serde(default)]
     teams: FileTeams,
+    #[serde(default)]
+    console: FileConsole,
+}
+
+/// `[console]`: the web console's sign-in settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConsole {
+    link_ttl: Option<String>,
+    session_idle: Option<String>,
+    session_max: Option<String>,
+    oidc_issuer: Option<String>,
+    oidc_client_id: Option<String>,
+    oidc_client_secret: Option<Secret>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -397,6 +411,16 @@ impl Settings {
         if n.rate_limit > 0 && n.rate_burst == 0 {
             return Err("rate_burst must be at least 1 when rate_limit is on".into());
         }
+        let c = &s.console;
+        if c.link_ttl < Duration::from_secs(1) || c.link_ttl > Duration::from_secs(3600) {
+            return Err("console link_ttl must be between 1s and 1h".into());
+        }
+        if c.session_idle.is_zero() || c.session_max < c.session_idle {
+            return Err(
+                "console session_idle must be longer than 0s and session_max at least as long"
+                    .into(),
+            );
+        }
         s.check_checkpoint_sinks()?;
         Ok(s)
     }
@@ -474,6 +498,24 @@ impl Settings {
         t.service_url = f.teams.service_url.or(t.service_url.take());
         t.conversation = f.teams.conversation.or(t.conversation.take());
         set(&mut t.allowed_service_urls, f.teams.allowed_service_urls);
+        let c = &mut self.console;
+        if let Some(v) = f.console.link_ttl {
+            c.link_ttl = dur("console.link_ttl", &v)?;
+        }
+        if let Some(v) = f.console.session_idle {
+            c.session_idle = dur("console.session_idle", &v)?;
+        }
+        if let Some(v) = f.console.session_max {
+            c.session_max = dur("console.session_max", &v)?;
+        }
+        let secret = f.console.oidc_client_secret.map(|s| s.0);
+        c.oidc = oidc(
+            f.console.oidc_issuer,
+            f.console.oidc_client_id,
+            secret,
+            "console.oidc_issuer, console.oidc_client_id and console.oidc_client_secret",
+        )?
+        .or(c.oidc.take());
         Ok(())
     }
 
@@ -587,22 +629,16 @@ impl Settings {
         if let Some(v) = get("COUNTERSIGN_CONSOLE_SESSION_IDLE") {
             self.console.session_idle = dur("COUNTERSIGN_CONSOLE_SESSION_IDLE", &v)?;
         }
-        match (
+        if let Some(v) = get("COUNTERSIGN_CONSOLE_LINK_TTL") {
+            self.console.link_ttl = dur("COUNTERSIGN_CONSOLE_LINK_TTL", &v)?;
+        }
+        if let Some(o) = oidc(
             get("COUNTERSIGN_OIDC_ISSUER"),
             get("COUNTERSIGN_OIDC_CLIENT_ID"),
             get("COUNTERSIGN_OIDC_CLIENT_SECRET"),
-        ) {
-            (None, None, None) => {}
-            (Some(issuer), Some(client_id), Some(secret)) => {
-                self.console.oidc = Some(OidcSettings {
-                    issuer,
-                    client_id,
-                    client_secret: Secret(secret),
-                });
-            }
-            _ => {
-                return Err("OIDC sign-in needs all of COUNTERSIGN_OIDC_ISSUER, COUNTERSIGN_OIDC_CLIENT_ID and COUNTERSIGN_OIDC_CLIENT_SECRET".into());
-            }
+            "COUNTERSIGN_OIDC_ISSUER, COUNTERSIGN_OIDC_CLIENT_ID and COUNTERSIGN_OIDC_CLIENT_SECRET",
+        )? {
+            self.console.oidc = Some(o);
         }
         if let Some(v) = get("COUNTERSIGN_CONSOLE_SESSION_MAX") {
             self.console.session_max = dur("COUNTERSIGN_CONSOLE_SESSION_MAX", &v)?;
@@ -676,6 +712,25 @@ impl Settings {
             return Err("COUNTERSIGN_AUDIT_CHECKPOINT_TEAMS_CONVERSATION needs Teams (COUNTERSIGN_TEAMS_APP_ID)".into());
         }
         Ok(())
+    }
+}
+
+/// OIDC sign-in from its three settings: all or none (`names` says which,
+/// for the error).
+fn oidc(
+    issuer: Option<String>,
+    client_id: Option<String>,
+    secret: Option<String>,
+    names: &str,
+) -> Result<Option<OidcSettings>, String> {
+    match (issuer, client_id, secret) {
+        (None, None, None) => Ok(None),
+        (Some(issuer), Some(client_id), Some(secret)) => Ok(Some(OidcSettings {
+            issuer,
+            client_id,
+            client_secret: Secret(secret),
+        })),
+        _ => Err(format!("OIDC sign-in needs all of {names}")),
     }
 }
 
@@ -857,5 +912,50 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("COUNTERSIGN_LISTEN"));
+    }
+
+    #[test]
+    fn console_settings_come_from_the_toml_file_and_the_environment_beats_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[console]\nlink_ttl = \"2m\"\nsession_idle = \"10m\"\nsession_max = \"8h\"\n\
+             oidc_issuer = \"https://idp.example.com\"\noidc_client_id = \"countersign\"\n\
+             oidc_client_secret = \"s3cret\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file), |_| None, &Overrides::default()).unwrap();
+        assert_eq!(s.console.link_ttl, Duration::from_secs(120));
+        assert_eq!(s.console.session_idle, Duration::from_secs(600));
+        assert_eq!(s.console.session_max, Duration::from_secs(8 * 3600));
+        let oidc = s.console.oidc.as_ref().unwrap();
+        assert_eq!(oidc.issuer, "https://idp.example.com");
+        assert!(!format!("{s:?}").contains("s3cret"));
+        let env = |k: &str| (k == "COUNTERSIGN_CONSOLE_LINK_TTL").then(|| "30s".to_string());
+        let s = Settings::load(Some(&file), env, &Overrides::default()).unwrap();
+        assert_eq!(s.console.link_ttl, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn console_settings_that_cannot_work_are_refused_with_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        for (toml, named) in [
+            (
+                "[console]\noidc_issuer = \"https://idp\"\n",
+                "console.oidc_client_id",
+            ),
+            ("[console]\nlink_ttl = \"2h\"\n", "link_ttl"),
+            (
+                "[console]\nsession_idle = \"2h\"\nsession_max = \"1h\"\n",
+                "session_max",
+            ),
+            ("[console]\nlink_ttl = \"soon\"\n", "console.link_ttl"),
+        ] {
+            std::fs::write(&file, toml).unwrap();
+            let err = Settings::load(Some(&file), |_| None, &Overrides::default()).unwrap_err();
+            assert!(err.contains(named), "{toml}: {err}");
+        }
     }
 }

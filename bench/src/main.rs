@@ -227,37 +227,16 @@ async fn bench(args: &Args, bin: PathBuf, work: &std::path::Path) -> anyhow::Res
         ),
     ];
     let agent = setup
-        .cli(&[
-            "keys",
-            "create",
-            "--principal",
+        .key(
             "agent:bench",
-            "--owner",
-            "user:owner@example.com",
-            "--scopes",
+            Some("user:owner@example.com"),
             "request,read",
-        ])
+        )
         .await?;
     let approver = setup
-        .cli(&[
-            "keys",
-            "create",
-            "--principal",
-            "user:approver@example.com",
-            "--scopes",
-            "decide,read",
-        ])
+        .key("user:approver@example.com", None, "decide,read")
         .await?;
-    let auditor = setup
-        .cli(&[
-            "keys",
-            "create",
-            "--principal",
-            "user:auditor@example.com",
-            "--scopes",
-            "audit",
-        ])
-        .await?;
+    let auditor = setup.key("user:auditor@example.com", None, "audit").await?;
     let slack_ready = !args.click_via_api && has_slack(&setup).await;
     let clicker = if slack_ready {
         setup.env = slack_env;

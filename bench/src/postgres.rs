@@ -133,26 +133,14 @@ async fn measure(main: &Ctx, fresh: &Fresh, rounds: u64) -> anyhow::Result<Vec<R
         seeded.events, seeded.seconds
     );
     let agent = setup
-        .cli(&[
-            "keys",
-            "create",
-            "--principal",
+        .key(
             "agent:bench",
-            "--owner",
-            "user:owner@example.com",
-            "--scopes",
+            Some("user:owner@example.com"),
             "request,read",
-        ])
+        )
         .await?;
     let approver = setup
-        .cli(&[
-            "keys",
-            "create",
-            "--principal",
-            "user:approver@example.com",
-            "--scopes",
-            "decide,read",
-        ])
+        .key("user:approver@example.com", None, "decide,read")
         .await?;
     let first = Service::start(&setup).await?;
     let mut ctx = Ctx {

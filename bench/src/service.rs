@@ -42,6 +42,21 @@ impl Setup {
         Ok(String::from_utf8(out.stdout)?.trim().to_string())
     }
 
+    /// Creates an API key (`keys create`) and returns its token.
+    pub async fn key(
+        &self,
+        principal: &str,
+        owner: Option<&str>,
+        scopes: &str,
+    ) -> anyhow::Result<String> {
+        let mut args = vec!["keys", "create", "--principal", principal];
+        if let Some(o) = owner {
+            args.extend(["--owner", o]);
+        }
+        args.extend(["--scopes", scopes]);
+        self.cli(&args).await
+    }
+
     fn command(&self) -> Command {
         let mut c = Command::new(&self.bin);
         c.arg("--db").arg(&self.db);

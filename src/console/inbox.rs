@@ -18,7 +18,6 @@ use crate::channels::text::visible;
 use crate::domain::rules;
 use crate::domain::{Status, Verdict};
 use crate::service::App;
-use crate::store::console;
 use crate::store::requests::{self, Approval, ListFilter};
 
 /// One row of the inbox.
@@ -68,7 +67,7 @@ async fn item(app: &App, a: &Approval, signed: &Signed) -> ConsoleResult<Item> {
     let left = a
         .required_approvals
         .saturating_sub(a.approvals.len() as u32);
-    let step_up = console::step_up_of(&app.store, a.id).await?;
+    let step_up = requests::step_up_of(&app.store, a.id).await?;
     let you_approved = a
         .decisions
         .iter()

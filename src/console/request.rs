@@ -26,7 +26,6 @@ use crate::domain::rules;
 use crate::domain::{Status, Verdict};
 use crate::service::App;
 use crate::service::approvals::DecisionInput;
-use crate::store::console;
 use crate::store::requests::{self, Approval};
 use crate::store::trail::{self, AuditEventView, AuditFilter};
 
@@ -128,7 +127,7 @@ async fn render(app: &App, signed: &Signed, a: &Approval, banner: Banner) -> Con
         })
         .collect();
     events.reverse();
-    let step_up = console::step_up_of(&app.store, a.id).await?;
+    let step_up = requests::step_up_of(&app.store, a.id).await?;
     let eligible = rules::eligible(&a.facts(), &signed.who);
     let row = |d: &requests::DecisionView| DecisionRow {
         who: visible(shown_principal(&d.principal), false),

@@ -46,7 +46,7 @@ pub struct ParsedAudit {
     pub page: u32,
 }
 
-pub const HELP: &str = "Usage: audit [help | pending | verify | <request id> | user:EMAIL | @user | action:GLOB since:24h|7d|YYYY-MM-DD] [page:N]";
+pub const HELP: &str = "Usage: audit [help | login | pending | verify | <request id> | user:EMAIL | @user | action:GLOB since:24h|7d|YYYY-MM-DD] [page:N]";
 
 pub fn parse(text: &str, now: DateTime<Utc>) -> Result<ParsedAudit, String> {
     let mut page = 1;

@@ -13,7 +13,7 @@ use crate::domain::{PayloadHash, Principal, RequestContent, Status, Verdict};
 use crate::error::{AppError, AppResult};
 use crate::store::keys::{self, ApiKey};
 use crate::store::requests::{self, Approval, NewRow};
-use crate::store::{AfterCommit, WriteCtx, console};
+use crate::store::{AfterCommit, WriteCtx};
 
 pub struct NewRequest {
     pub content: RequestContent,
@@ -174,9 +174,6 @@ impl App {
                         evaluated["step_up"] = json!(rules::STEP_UP_CHANNEL);
                     }
                     ctx.audit(Principal::system(), req, "policy.evaluated", &evaluated).await?;
-                    if s.step_up && !status.is_final() {
-                        console::set_step_up(ctx, id).await?;
-                    }
                     if status.is_final() {
                         ctx.audit(Principal::system(), req, &format!("request.{status}"), &json!({
                             "by": decided_by, "reason": reason,
@@ -246,8 +243,7 @@ impl App {
                         confirmation: input.confirmation.as_deref(),
                         signed_in_at: input.signed_in_at,
                     };
-                    let mut facts = req.facts();
-                    facts.step_up = console::step_up(ctx, id).await?;
+                    let facts = req.facts();
                     let verdict = rules::decide(&facts, &prior, &attempt);
                     let reqref = Some((id, req.action.as_str()));
                     let actor = input.who.as_str().to_string();

@@ -1,5 +1,8 @@
-//! The web console's rows: one-time sign-in links, sessions, and which
-//! requests need a step-up (console) decision.
+//! The web console's rows: one-time sign-in links and sessions. Whether a
+//! request needs a step-up (console) decision is not kept here: it is in
+//! the request's signed `policy.evaluated` event
+//! ([`crate::store::requests::step_up_of`]). Migration 0008's
+//! `request_step_up` table held it at first and is no longer read.
 //!
 //! Tokens never reach the database: callers pass their SHA-256
 //! ([`crate::store::keys::token_hash`]), so a leaked table signs no one in.
@@ -9,7 +12,6 @@
 //! sign in.
 
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use super::{Store, WriteCtx};
 use crate::clock;
@@ -177,36 +179,5 @@ pub async fn end_session(ctx: &mut WriteCtx, token_hash: &str) -> AppResult<bool
         sqlite: "UPDATE console_sessions SET ended_at = ? WHERE token_hash = ? AND ended_at IS NULL",
         postgres: "UPDATE console_sessions SET ended_at = $1::timestamptz WHERE token_hash = $2 AND ended_at IS NULL",
         |sql, e| sqlx::query(sql).bind(&now).bind(token_hash).execute(e).await?.rows_affected());
-    Ok(n > 0)
-}
-
-/// Marks a new request as needing a console decision (its rule's `step_up`).
-pub async fn set_step_up(ctx: &mut WriteCtx, request_id: Uuid) -> AppResult<()> {
-    let id = request_id.to_string();
-    on!(ctx.db(),
-        sqlite: "INSERT INTO request_step_up (request_id, mode) VALUES (?, 'console')",
-        postgres: "INSERT INTO request_step_up (request_id, mode) VALUES ($1::uuid, 'console')",
-        |sql, e| sqlx::query(sql).bind(&id).execute(e).await?.rows_affected());
-    Ok(())
-}
-
-/// Whether a request needs a console decision, read inside the writer's
-/// transaction that decides on it.
-pub async fn step_up(ctx: &mut WriteCtx, request_id: Uuid) -> AppResult<bool> {
-    let id = request_id.to_string();
-    let n: i64 = on!(ctx.db(),
-        sqlite: "SELECT COUNT(*) FROM request_step_up WHERE request_id = ?",
-        postgres: "SELECT COUNT(*) FROM request_step_up WHERE request_id = $1::uuid",
-        |sql, e| sqlx::query_scalar(sql).bind(&id).fetch_one(e).await?);
-    Ok(n > 0)
-}
-
-/// [`step_up`] for the pages and chat messages that show it.
-pub async fn step_up_of(store: &Store, request_id: Uuid) -> AppResult<bool> {
-    let id = request_id.to_string();
-    let n: i64 = on!(store.db(),
-        sqlite: "SELECT COUNT(*) FROM request_step_up WHERE request_id = ?",
-        postgres: "SELECT COUNT(*) FROM request_step_up WHERE request_id = $1::uuid",
-        |sql, e| sqlx::query_scalar(sql).bind(&id).fetch_one(e).await?);
     Ok(n > 0)
 }

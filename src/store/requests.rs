@@ -120,6 +120,12 @@ pub struct Approval {
     /// Every decision in order, including approvals later outweighed.
     #[serde(skip)]
     pub decisions: Vec<DecisionView>,
+    /// The rule said `step_up: console` when the request was made. Read
+    /// from the request's signed `policy.evaluated` event, never from a
+    /// table an editor of the database could change alone; only
+    /// [`load_checked`] and [`step_up_of`] read it, elsewhere it is false.
+    #[serde(skip)]
+    pub step_up: bool,
 }
 
 impl Approval {
@@ -138,8 +144,7 @@ impl Approval {
                 .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC),
             payload_sha256: &self.payload_sha256,
             resource: &self.resource,
-            // Kept beside the row (store::console); the writer sets it.
-            step_up: false,
+            step_up: self.step_up,
         }
     }
 
@@ -241,6 +246,7 @@ impl RequestRow {
             approvals,
             denial,
             decisions,
+            step_up: false,
             payload_sha256: self.payload_sha256,
             callback_url: self.callback_url,
             created_at: self.created_at,
@@ -316,7 +322,30 @@ pub async fn load_checked(ctx: &mut WriteCtx, id: Uuid) -> AppResult<Option<Appr
     let mut events = request_events(ctx.db(), &row.id).await?;
     events.extend(ctx.pending_for(&row.id).cloned());
     check(&row, &decisions, &events)?;
-    row.into_approval(decisions).map(Some)
+    let mut approval = row.into_approval(decisions)?;
+    approval.step_up = events.iter().any(asks_step_up);
+    Ok(Some(approval))
+}
+
+/// Whether a request's rule asked for a console decision, as its
+/// `policy.evaluated` event records it (`"step_up": "console"`). The
+/// pages and chat messages that show the mark read it here too.
+pub async fn step_up_of(store: &Store, id: Uuid) -> AppResult<bool> {
+    let id = id.to_string();
+    let events = on!(store.db(),
+        sqlite: "SELECT seq, ts, actor, request_id, action, kind, data, prev_hash, hash \
+                 FROM audit_events WHERE request_id = ? AND kind = 'policy.evaluated'",
+        postgres: "SELECT seq, ts, actor, request_id, action, kind, data, prev_hash, hash \
+                   FROM audit_events WHERE request_id = $1 AND kind = 'policy.evaluated'",
+        |sql, e| sqlx::query_as::<_, StoredEvent>(sql).bind(&id).fetch_all(e).await?);
+    Ok(events.iter().any(asks_step_up))
+}
+
+fn asks_step_up(e: &StoredEvent) -> bool {
+    e.kind == "policy.evaluated"
+        && serde_json::from_str::<Value>(&e.data).is_ok_and(|d| {
+            d.get("step_up").and_then(Value::as_str) == Some(crate::domain::rules::STEP_UP_CHANNEL)
+        })
 }
 
 /// A request's events, oldest first, through the `audit_events_request` index.

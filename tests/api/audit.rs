@@ -2,6 +2,7 @@ use serde_json::Value;
 use sqlx::Connection;
 
 use crate::helpers::*;
+use crate::tamper::tamper;
 
 /// A trail with a handful of events: keys, a request, a decision.
 async fn app_with_history() -> TestApp {
@@ -15,28 +16,6 @@ async fn app_with_history() -> TestApp {
     app.decide(&bob, &id, "approve", None).await;
     app.create_default(&agent).await;
     app
-}
-
-/// Opens the database as an attacker with file access would, with the
-/// append-only triggers removed.
-async fn tamper(db: &std::path::Path, sql: &[&str]) {
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
-    sqlx::query("DROP TRIGGER audit_events_no_update")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    sqlx::query("DROP TRIGGER audit_events_no_delete")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    for s in sql {
-        sqlx::query(sqlx::AssertSqlSafe(s.to_string()))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
 }
 
 fn verify_json(out: &std::process::Output) -> Value {

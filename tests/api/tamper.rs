@@ -477,3 +477,48 @@ async fn redemptions_edited_or_forged_behind_the_service_are_named_by_verify() {
     assert_eq!(permit_fields(&v, &unspent), ["extra"]);
     assert_eq!(permit_fields(&v, &pending), ["extra", "issued", "status"]);
 }
+
+/// Every export needs a console decision with the resource re-typed.
+const STEP_UP_POLICY: &str = "rules:\n  - name: exports\n    action: db.export\n    effect: require_approval\n    step_up: console\n";
+
+#[tokio::test]
+async fn a_step_up_mark_lives_in_the_signed_trail_and_cannot_be_edited_away() {
+    let app = spawn_with_policy(STEP_UP_POLICY).await;
+    let agent = app.agent().await;
+    let bob = app.human("bob@example.com").await;
+    let id = id_of(&app.create_default(&agent).await);
+
+    // The side table that first held the mark is emptied: the mark is in
+    // the request's policy.evaluated event, so an API decision is still
+    // refused for want of the console.
+    tamper_app(&app, &["DELETE FROM request_step_up"]).await;
+    let res = app.decide(&bob, &id, "approve", None).await;
+    assert_eq!(res.status(), 403);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body["type"], "urn:countersign:problem:step_up_required",
+        "{body}"
+    );
+
+    // The mark is cut out of the event itself: the event no longer matches
+    // its hash, so the request is not acted on and verify names it.
+    let cut = if on_postgres() {
+        format!(
+            "UPDATE audit_events SET data = replace(data::text, '\"step_up\":\"console\",', '')::json \
+             WHERE request_id = '{id}' AND kind = 'policy.evaluated'"
+        )
+    } else {
+        format!(
+            "UPDATE audit_events SET data = replace(data, '\"step_up\":\"console\",', '') \
+             WHERE request_id = '{id}' AND kind = 'policy.evaluated'"
+        )
+    };
+    tamper_app(&app, &[&cut]).await;
+    let res = app.decide(&bob, &id, "approve", None).await;
+    assert_eq!(res.status(), 409);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["type"], "urn:countersign:problem:integrity", "{body}");
+    let out = app.cli(&["audit", "verify"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", stdout_json(&out));
+    assert_eq!(app.count("decisions").await, 0);
+}

@@ -131,10 +131,17 @@ impl Browser {
         self.client.current_url().await.unwrap().path().to_string()
     }
 
-    /// Saves a screenshot as docs/screenshots/<name>.png (for README).
+    /// Saves a screenshot as <name>.png: in docs/screenshots (README's)
+    /// when `COUNTERSIGN_SCREENSHOTS=1`, else under the target directory,
+    /// so an ordinary test run leaves the working tree as it found it.
     pub async fn screenshot(&self, name: &str) {
         let png = self.client.screenshot().await.unwrap();
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+        assert!(png.starts_with(b"\x89PNG"), "the browser gave no PNG");
+        let dir = if std::env::var("COUNTERSIGN_SCREENSHOTS").is_ok_and(|v| v == "1") {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots")
+        } else {
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+        };
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }

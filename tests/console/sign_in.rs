@@ -137,6 +137,31 @@ async fn two_clicks_racing_on_one_link_sign_in_once() {
     );
 }
 
+#[tokio::test]
+async fn a_link_from_chat_is_valid_for_five_minutes_as_its_signed_event_records() {
+    let t = spawn().await;
+    t.login_link(BOB).await;
+    let issued: Vec<_> = t
+        .slack
+        .app
+        .events(countersign::store::trail::AuditFilter {
+            kind: Some("console.link_issued".into()),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(issued.len(), 1);
+    let e = &issued[0];
+    assert_eq!(e.actor, "user:bob@example.com");
+    let data: Value = serde_json::from_str(&e.data).unwrap();
+    let at = chrono::DateTime::parse_from_rfc3339(&e.ts).unwrap();
+    let until = chrono::DateTime::parse_from_rfc3339(data["expires_at"].as_str().unwrap()).unwrap();
+    assert_eq!(until - at, chrono::Duration::minutes(5));
+    assert!(
+        !e.data.contains("/ui/login/"),
+        "the token is never in the trail"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_is_refused_once_it_has_expired() {
     // The link's lifetime is a setting (5 minutes unless changed): a short

@@ -24,7 +24,7 @@ impl ConsoleLink {
                 .public_url
                 .is_some()
                 .then(|| crate::console::links::request_url(app, &a.id)),
-            step_up: crate::store::console::step_up_of(&app.store, a.id).await?,
+            step_up: crate::store::requests::step_up_of(&app.store, a.id).await?,
         })
     }
 }

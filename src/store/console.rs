@@ -1,8 +1,8 @@
 //! The web console's rows: one-time sign-in links and sessions. Whether a
 //! request needs a step-up (console) decision is not kept here: it is in
 //! the request's signed `policy.evaluated` event
-//! ([`crate::store::requests::step_up_of`]). Migration 0008's
-//! `request_step_up` table held it at first and is no longer read.
+//! ([`crate::store::requests::step_up_of`]); migration 0011 dropped the
+//! side table 0008 first kept it in.
 //!
 //! Tokens never reach the database: callers pass their SHA-256
 //! ([`crate::store::keys::token_hash`]), so a leaked table signs no one in.

@@ -56,6 +56,7 @@ pub mod outbox;
 pub mod permits;
 pub mod postgres;
 pub mod requests;
+pub mod socket_envelopes;
 pub mod stats;
 pub mod teams;
 pub mod trail;

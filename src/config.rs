@@ -791,6 +791,29 @@ mod tests {
     }
 
     #[test]
+    fn the_slack_app_token_comes_from_the_file_or_the_environment_and_prints_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[slack]\napp_token = \"xapp-from-file\"\n").unwrap();
+        let s = Settings::load(Some(&file), |_| None, &Overrides::default()).unwrap();
+        assert_eq!(
+            s.slack.app_token.as_ref().map(Secret::expose),
+            Some("xapp-from-file")
+        );
+        let s = Settings::load(
+            Some(&file),
+            |k| (k == "COUNTERSIGN_SLACK_APP_TOKEN").then(|| "xapp-from-env".into()),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            s.slack.app_token.as_ref().map(Secret::expose),
+            Some("xapp-from-env")
+        );
+        assert!(!format!("{:?}", s.slack).contains("xapp-from-env"));
+    }
+
+    #[test]
     fn flags_beat_environment_which_beats_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");

@@ -112,7 +112,7 @@ impl SocketMode {
             };
             self.status.down(problem.clone());
             let wait = backoff.next_wait();
-            tracing::warn!(problem = %problem, retry_in = ?wait, "Slack Socket Mode connection lost; reconnecting");
+            tracing::warn!(problem = %problem, retry_in = ?wait, "Slack Socket Mode is not connected; trying again");
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.cancelled() => break,

@@ -433,3 +433,23 @@ async fn the_app_token_and_the_socket_ticket_never_appear_in_the_logs() {
         assert!(!logged.contains(secret), "{secret} is in the logs");
     }
 }
+
+#[tokio::test]
+async fn with_both_a_signing_secret_and_an_app_token_slack_is_taken_over_http_and_the_socket() {
+    let socket = FakeSocket::start().await;
+    let fake = FakeSlack::start().await;
+    fake.serve_socket_mode(socket.url());
+    let t = spawn_slack_on(fake, Some(AUDITORS), |s| {
+        s.slack.app_token = Some(Secret::new(APP_TOKEN));
+    })
+    .await;
+    wait_connected(&t, 1).await;
+    let agent = t.app.agent().await;
+    let (id, _) = t.create_posted(&agent, export_request()).await;
+
+    let over_http = t.audit(CAROL, "pending").await;
+    let e = socket.deliver("slash_commands", object(t.audit_fields(CAROL, "pending")));
+    let over_socket = socket.wait_ack(&e).await["payload"].clone();
+    assert!(over_http["blocks"].to_string().contains(&id));
+    assert_eq!(over_http, over_socket, "one answer, whichever way it came");
+}

@@ -101,6 +101,10 @@ impl CheckpointSinkSettings {
 pub struct SlackSettings {
     pub bot_token: Option<Secret>,
     pub signing_secret: Option<Secret>,
+    /// The app-level token (`xapp-…`) that opens Socket Mode connections:
+    /// with it, clicks and commands arrive over a WebSocket the service
+    /// opens, so it needs no public URL (and no signing secret).
+    pub app_token: Option<Secret>,
     /// Default channel; a policy rule's `slack_channel` overrides it.
     pub channel: Option<String>,
     pub api_url: String,
@@ -240,6 +244,7 @@ impl Default for Settings {
             slack: SlackSettings {
                 bot_token: None,
                 signing_secret: None,
+                app_token: None,
                 channel: None,
                 api_url: "https://slack.com/api".into(),
             },
@@ -326,6 +331,7 @@ struct FileConsole {
 struct FileSlack {
     bot_token: Option<Secret>,
     signing_secret: Option<Secret>,
+    app_token: Option<Secret>,
     channel: Option<String>,
     api_url: Option<String>,
 }
@@ -487,6 +493,7 @@ impl Settings {
         let sl = &mut self.slack;
         sl.bot_token = f.slack.bot_token.or(sl.bot_token.take());
         sl.signing_secret = f.slack.signing_secret.or(sl.signing_secret.take());
+        sl.app_token = f.slack.app_token.or(sl.app_token.take());
         sl.channel = f.slack.channel.or(sl.channel.take());
         set(&mut sl.api_url, f.slack.api_url);
         let t = &mut self.teams;
@@ -648,6 +655,9 @@ impl Settings {
         }
         if let Some(v) = get("COUNTERSIGN_SLACK_SIGNING_SECRET") {
             self.slack.signing_secret = Some(Secret(v));
+        }
+        if let Some(v) = get("COUNTERSIGN_SLACK_APP_TOKEN") {
+            self.slack.app_token = Some(Secret(v));
         }
         if let Some(v) = get("COUNTERSIGN_SLACK_CHANNEL") {
             self.slack.channel = Some(v);
@@ -833,6 +843,29 @@ mod tests {
             &Overrides::default(),
         );
         assert!(s.is_err());
+    }
+
+    #[test]
+    fn the_slack_app_token_comes_from_the_file_or_the_environment_and_prints_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[slack]\napp_token = \"xapp-from-file\"\n").unwrap();
+        let s = Settings::load(Some(&file), |_| None, &Overrides::default()).unwrap();
+        assert_eq!(
+            s.slack.app_token.as_ref().map(Secret::expose),
+            Some("xapp-from-file")
+        );
+        let s = Settings::load(
+            Some(&file),
+            |k| (k == "COUNTERSIGN_SLACK_APP_TOKEN").then(|| "xapp-from-env".into()),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            s.slack.app_token.as_ref().map(Secret::expose),
+            Some("xapp-from-env")
+        );
+        assert!(!format!("{:?}", s.slack).contains("xapp-from-env"));
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub struct Server {
     router: Router,
     outbox: Outbox,
     checkpoints: Option<crate::checkpoint_sinks::Publisher>,
+    slack_socket_mode: Option<crate::channels::slack::socket_mode::SocketMode>,
 }
 
 impl Server {
@@ -66,9 +67,13 @@ impl Server {
                 }),
             );
         }
-        let routers = crate::channels::install(&app, &mut outbox).await?;
+        let channels = crate::channels::install(&app, &mut outbox).await?;
         let checkpoints = crate::checkpoint_sinks::install(&app, &mut outbox)?;
-        let router = crate::http::router(app.clone(), routers);
+        let readiness = crate::http::ops::Readiness {
+            slack_socket_mode: channels.slack_socket_mode.as_ref().map(|s| s.status()),
+        };
+        let router =
+            crate::http::router(app.clone(), channels.routers).layer(axum::Extension(readiness));
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
@@ -82,6 +87,7 @@ impl Server {
             router,
             outbox,
             checkpoints,
+            slack_socket_mode: channels.slack_socket_mode,
         })
     }
 
@@ -95,6 +101,9 @@ impl Server {
         let checkpoints = self
             .checkpoints
             .map(|p| tokio::spawn(p.run(workers.clone())));
+        let socket_mode = self
+            .slack_socket_mode
+            .map(|s| tokio::spawn(s.run(workers.clone())));
         tracing::info!(addr = %self.addr, db = %self.app.settings.db, policy = %self.app.policy().origin, "countersign listening");
         // Long-polls answer as soon as shutdown begins, so the connections
         // they hold can close and graceful shutdown does not wait a minute.
@@ -115,6 +124,9 @@ impl Server {
         let _ = tokio::join!(outbox, expiry, reminders);
         if let Some(c) = checkpoints {
             let _ = c.await;
+        }
+        if let Some(s) = socket_mode {
+            let _ = s.await;
         }
         tracing::info!("countersign stopped");
         Ok(())

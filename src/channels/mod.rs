@@ -29,14 +29,24 @@ pub fn enabled(settings: &Settings) -> Vec<&'static str> {
     channels
 }
 
+/// What the enabled channels add to the service: their routes, and the
+/// Slack Socket Mode listener when one is configured.
+#[derive(Default)]
+pub struct Installed {
+    pub routers: Vec<Router<App>>,
+    pub slack_socket_mode: Option<slack::socket_mode::SocketMode>,
+}
+
 /// Registers each enabled channel's outbox handlers and returns its routes.
-pub async fn install(app: &App, outbox: &mut Outbox) -> anyhow::Result<Vec<Router<App>>> {
-    let mut routers = vec![];
+pub async fn install(app: &App, outbox: &mut Outbox) -> anyhow::Result<Installed> {
+    let mut installed = Installed::default();
     if app.settings.slack.enabled() {
-        routers.push(slack::install(app, outbox).await?);
+        let (routes, socket) = slack::install(app, outbox).await?;
+        installed.routers.push(routes);
+        installed.slack_socket_mode = socket;
     }
     if app.settings.teams.enabled() {
-        routers.push(teams::install(app, outbox).await?);
+        installed.routers.push(teams::install(app, outbox).await?);
     }
-    Ok(routers)
+    Ok(installed)
 }

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 
@@ -50,12 +50,33 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-/// The database answers reads.
+/// What `/readyz` reports beside the database, set at start
+/// ([`crate::startup`]).
+#[derive(Debug, Clone, Default)]
+pub struct Readiness {
+    /// Slack's Socket Mode connection, when an app token is set.
+    pub slack_socket_mode: Option<crate::channels::slack::socket_mode::SocketStatus>,
+}
+
+/// The database answers reads. With Slack Socket Mode configured, the
+/// answer also says whether its connection is up (`slack_socket_mode`);
+/// a replica without it still serves the API and still gets 200, since
+/// another replica's connection may take the clicks.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "Ready"), (status = 503, description = "The database does not answer")))]
-pub async fn readyz(State(app): State<App>) -> impl IntoResponse {
+pub async fn readyz(
+    State(app): State<App>,
+    readiness: Option<Extension<Readiness>>,
+) -> impl IntoResponse {
+    let socket = readiness.and_then(|Extension(r)| r.slack_socket_mode);
     match app.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
+        Ok(()) => {
+            let mut body = json!({ "status": "ready" });
+            if let Some(s) = socket {
+                body["slack_socket_mode"] = s.report();
+            }
+            (StatusCode::OK, Json(body))
+        }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             (

@@ -18,7 +18,7 @@
 //! (`WriteCtx.conn`) visible: both fields are private to this module and
 //! its children. The rest of the crate calls typed operations, grouped by
 //! what they are about (`requests`, `keys`, `identities`, `teams`,
-//! `chat_messages`, `outbox`, `permits`, `trail`, `stats`):
+//! `chat_messages`, `outbox`, `permits`, `trail`, `stats`, `socket_envelopes`):
 //! - reads are functions taking `&Store`, run on the read pool;
 //! - writes are functions taking `&mut WriteCtx`, called inside a
 //!   [`Store::write`] job, so they commit with the job's audit events and
@@ -56,6 +56,7 @@ pub mod outbox;
 pub mod permits;
 pub mod postgres;
 pub mod requests;
+pub mod socket_envelopes;
 pub mod stats;
 pub mod teams;
 pub mod trail;

@@ -8,6 +8,8 @@
 
 #[path = "../slack/fake_slack.rs"]
 mod fake_slack;
+#[path = "../slack/fake_socket.rs"]
+mod fake_socket;
 #[path = "../api/helpers.rs"]
 mod helpers;
 
@@ -15,6 +17,7 @@ mod cluster;
 
 mod everywhere;
 mod outage;
+mod socket_mode;
 mod waking;
 mod writers;
 

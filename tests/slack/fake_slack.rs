@@ -1,5 +1,7 @@
 //! A fake Slack on loopback: the Web API methods Countersign calls
-//! (`/api/<method>`) and `response_url`s (`/response/<name>`). It records
+//! (`/api/<method>`, `apps.connections.open` handing out a fake Socket
+//! Mode server's URL when given one) and `response_url`s
+//! (`/response/<name>`). It records
 //! every call, answers like Slack does, and can be told to fail the next
 //! calls of a method (429 with Retry-After, 500, an `ok:false` error) or to
 //! answer slowly.
@@ -46,6 +48,10 @@ struct Inner {
     delays: Mutex<HashMap<String, Duration>>,
     /// Slack user id → profile e-mail (None: no e-mail on the profile).
     users: Mutex<HashMap<String, Option<String>>>,
+    /// What `apps.connections.open` hands out: a fake Socket Mode server's
+    /// URL (`fake_socket`); without one it answers as for an app that has
+    /// Socket Mode off.
+    socket_url: Mutex<Option<String>>,
     ts: AtomicU64,
 }
 
@@ -87,6 +93,11 @@ impl FakeSlack {
             .lock()
             .unwrap()
             .insert(id.into(), email.map(Into::into));
+    }
+
+    /// `apps.connections.open` answers `url` from now on.
+    pub fn serve_socket_mode(&self, url: String) {
+        *self.inner.socket_url.lock().unwrap() = Some(url);
     }
 
     /// The next calls of `method` fail, in this order.
@@ -262,6 +273,10 @@ fn success(inner: &Inner, method: &str, body: &Value) -> Value {
                 None => json!({ "ok": false, "error": "users_not_found" }),
             }
         }
+        "apps.connections.open" => match inner.socket_url.lock().unwrap().clone() {
+            Some(url) => json!({ "ok": true, "url": url }),
+            None => json!({ "ok": false, "error": "socket_mode_not_enabled" }),
+        },
         _ => json!({ "ok": false, "error": "unknown_method" }),
     }
 }

@@ -6,6 +6,7 @@ mod helpers;
 // (`fake_slack`), with requests signed as Slack signs them (`support`).
 
 mod fake_slack;
+mod fake_socket;
 mod support;
 
 mod audit_command;
@@ -16,3 +17,4 @@ mod inert;
 mod kit;
 mod manifest;
 mod signatures;
+mod socket_mode;

@@ -47,7 +47,15 @@ pub async fn spawn_slack_with(
     policy: Option<&str>,
     tweak: impl FnOnce(&mut Settings),
 ) -> SlackTest {
-    let fake = FakeSlack::start().await;
+    spawn_slack_on(FakeSlack::start().await, policy, tweak).await
+}
+
+/// [`spawn_slack_with`] against a fake Slack the caller has set up.
+pub async fn spawn_slack_on(
+    fake: FakeSlack,
+    policy: Option<&str>,
+    tweak: impl FnOnce(&mut Settings),
+) -> SlackTest {
     for (id, email) in [
         (OLIVIA, Some("olivia@example.com")),
         (ALICE, Some("alice@example.com")),
@@ -107,6 +115,28 @@ where
         assert!(Instant::now() < deadline, "waited 10 s for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The deny modal's submission, as Slack sends it for the modal that
+/// `views.open` received, with `reason` typed in.
+pub fn view_submission(user: &str, opened: &Call, reason: &str) -> Value {
+    let view = &opened.body["view"];
+    json!({
+        "type": "view_submission",
+        "team": { "id": TEAM, "domain": "acme" },
+        "user": { "id": user, "username": user.to_lowercase(), "name": user.to_lowercase(), "team_id": TEAM },
+        "api_app_id": "A0COUNTERSIGN",
+        "token": "deprecated-verification-token",
+        "trigger_id": "trigger-submit",
+        "view": {
+            "id": "V1", "team_id": TEAM, "type": "modal", "hash": "h1",
+            "title": view["title"], "blocks": view["blocks"],
+            "callback_id": view["callback_id"],
+            "private_metadata": view["private_metadata"],
+            "state": { "values": { "reason": { "reason": { "type": "plain_text_input", "value": reason } } } },
+        },
+        "response_urls": [],
+    })
 }
 
 /// The value of the button `action_id` in a posted or updated message.
@@ -221,24 +251,8 @@ impl SlackTest {
         opened: &Call,
         reason: &str,
     ) -> reqwest::Response {
-        let view = &opened.body["view"];
-        self.interaction(json!({
-            "type": "view_submission",
-            "team": { "id": TEAM, "domain": "acme" },
-            "user": { "id": user, "username": user.to_lowercase(), "name": user.to_lowercase(), "team_id": TEAM },
-            "api_app_id": "A0COUNTERSIGN",
-            "token": "deprecated-verification-token",
-            "trigger_id": "trigger-submit",
-            "view": {
-                "id": "V1", "team_id": TEAM, "type": "modal", "hash": "h1",
-                "title": view["title"], "blocks": view["blocks"],
-                "callback_id": view["callback_id"],
-                "private_metadata": view["private_metadata"],
-                "state": { "values": { "reason": { "reason": { "type": "plain_text_input", "value": reason } } } },
-            },
-            "response_urls": [],
-        }))
-        .await
+        self.interaction(view_submission(user, opened, reason))
+            .await
     }
 
     /// Runs `/audit <text>` as `user`; returns the HTTP answer's JSON.
@@ -249,23 +263,32 @@ impl SlackTest {
     }
 
     pub async fn audit_raw(&self, user: &str, text: &str) -> reqwest::Response {
-        let response_url = self.fake.response_url(&format!("audit-{user}"));
-        let body = form(&[
-            ("token", "deprecated-verification-token"),
-            ("team_id", TEAM),
-            ("team_domain", "acme"),
-            ("channel_id", CHANNEL),
-            ("channel_name", "approvals"),
-            ("user_id", user),
-            ("user_name", &user.to_lowercase()),
-            ("command", "/audit"),
-            ("text", text),
-            ("api_app_id", "A0COUNTERSIGN"),
-            ("is_enterprise_install", "false"),
-            ("response_url", &response_url),
-            ("trigger_id", "trigger-audit"),
-        ]);
-        self.signed("/slack/commands", body).await
+        let fields = self.audit_fields(user, text);
+        let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.signed("/slack/commands", form(&pairs)).await
+    }
+
+    /// The fields Slack sends for `/audit <text>` run by `user`: form
+    /// fields over HTTP, a JSON object over Socket Mode.
+    pub fn audit_fields(&self, user: &str, text: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("token", "deprecated-verification-token".into()),
+            ("team_id", TEAM.into()),
+            ("team_domain", "acme".into()),
+            ("channel_id", CHANNEL.into()),
+            ("channel_name", "approvals".into()),
+            ("user_id", user.into()),
+            ("user_name", user.to_lowercase()),
+            ("command", "/audit".into()),
+            ("text", text.into()),
+            ("api_app_id", "A0COUNTERSIGN".into()),
+            ("is_enterprise_install", "false".into()),
+            (
+                "response_url",
+                self.fake.response_url(&format!("audit-{user}")),
+            ),
+            ("trigger_id", "trigger-audit".into()),
+        ]
     }
 
     /// Creates a request through the API and waits for its Slack post.

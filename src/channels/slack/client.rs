@@ -98,6 +98,11 @@ struct UserAnswer {
     user: UserInfo,
 }
 
+#[derive(Deserialize)]
+struct SocketUrl {
+    url: String,
+}
+
 /// Any successful answer whose content we do not need.
 #[derive(Deserialize)]
 struct Ack {}
@@ -278,6 +283,21 @@ impl SlackApi {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// A Socket Mode WebSocket URL (`apps.connections.open`), asked for
+    /// with the app-level token rather than the bot token. The URL carries
+    /// a one-time ticket: the caller does not log it.
+    pub async fn open_socket_url(&self, app_token: &Secret) -> Result<String, ApiError> {
+        let token = SlackApiToken::new(app_token.expose().to_string().into());
+        let session = self.client.open_session(&token);
+        let body = serde_json::json!({});
+        let call = session.http_session_api.http_post::<_, SocketUrl>(
+            "apps.connections.open",
+            &body,
+            None,
+        );
+        Ok(self.deadline("apps.connections.open", call).await?.url)
     }
 
     /// Answers through a `response_url` (slash commands, clicks). The URL

@@ -1,4 +1,5 @@
-//! `POST /slack/commands`: the `/audit` slash command.
+//! The `/audit` slash command, from `POST /slack/commands` (signed) or
+//! over Socket Mode ([`super::socket_mode`]); both call [`dispatch`].
 //!
 //! The kit's flow answers it ([`crate::channels::kit::audit_answer`]: who
 //! asks, the grammar, a mention resolved only for an auditor, the query
@@ -6,9 +7,10 @@
 //! and e-mail links into what the grammar expects, and renders the answer
 //! as ephemeral Block Kit.
 //!
-//! The answer goes straight back in the HTTP response when it is ready
-//! within [`super::ANSWER_WITHIN`]; otherwise Slack gets a short
-//! acknowledgement and the answer follows through the `response_url`.
+//! The answer goes straight back (in the HTTP response, or in the
+//! envelope's acknowledgement) when it is ready within
+//! [`super::ANSWER_WITHIN`]; otherwise Slack gets a short acknowledgement
+//! and the answer follows through the `response_url`.
 
 use std::sync::Arc;
 
@@ -39,25 +41,50 @@ pub async fn handle(
     if form_field(body, "ssl_check").as_deref() == Some("1") {
         return Ok(StatusCode::OK.into_response());
     }
-    let field = |name: &str| {
-        form_field(body, name)
+    let command = SlashCommand {
+        team_id: form_field(body, "team_id"),
+        user_id: form_field(body, "user_id"),
+        channel_id: form_field(body, "channel_id"),
+        response_url: form_field(body, "response_url"),
+        text: form_field(body, "text"),
+    };
+    Ok(Json(dispatch(slack, command).await?).into_response())
+}
+
+/// The fields of a slash command that Countersign reads: form fields over
+/// HTTP, a JSON object in a Socket Mode envelope (same names).
+#[derive(Debug, Default, Deserialize)]
+pub struct SlashCommand {
+    pub team_id: Option<String>,
+    pub user_id: Option<String>,
+    pub channel_id: Option<String>,
+    pub response_url: Option<String>,
+    pub text: Option<String>,
+}
+
+/// Answers one `/audit` from an authenticated transport (the signed HTTP
+/// endpoint, or a Socket Mode envelope). The answer is what Slack shows at
+/// once: the HTTP response body, or the envelope acknowledgement's payload.
+pub async fn dispatch(slack: Arc<Slack>, command: SlashCommand) -> AppResult<Reply> {
+    let field = |name: &str, value: Option<String>| {
+        value
             .filter(|v| !v.is_empty())
             .ok_or_else(|| AppError::BadRequest(format!("the command has no {name}")))
     };
     let to = Recipient {
-        team: field("team_id")?,
-        user: field("user_id")?,
-        channel: form_field(body, "channel_id"),
-        response_url: form_field(body, "response_url"),
+        team: field("team_id", command.team_id)?,
+        user: field("user_id", command.user_id)?,
+        channel: command.channel_id,
+        response_url: command.response_url,
     };
-    let text = form_field(body, "text").unwrap_or_default();
+    let text = command.text.unwrap_or_default();
 
     let (tx, mut rx) = oneshot::channel::<SlackMessageContent>();
     let worker = slack.clone();
     let late_to = to.clone();
     tokio::spawn(async move {
         let content = answer(&worker, &late_to, &text).await;
-        // The handler has already acknowledged: answer through response_url.
+        // The caller has already acknowledged: answer through response_url.
         if let Err(content) = tx.send(content)
             && let Some(url) = &late_to.response_url
             && let Err(e) = worker.api.respond(url, &Reply::ephemeral(content)).await
@@ -76,7 +103,7 @@ pub async fn handle(
                 .unwrap_or_else(|_| plain("Looking that up… the answer will appear here shortly."))
         }
     };
-    Ok(Json(Reply::ephemeral(content)).into_response())
+    Ok(Reply::ephemeral(content))
 }
 
 /// The `/audit` answer for `text`, as `to` may see it.

@@ -1,7 +1,8 @@
-//! `POST /slack/interactions`: Approve and Deny clicks, the deny modal's
-//! submission, and the "next page" button of `/audit` answers.
-//!
-//! The signature is checked before the body is read. Slack wants an
+//! Interactions: Approve and Deny clicks, the deny modal's submission, and
+//! the "next page" button of `/audit` answers. They arrive at
+//! `POST /slack/interactions` (signed; the signature is checked before the
+//! body is read) or over Socket Mode ([`super::socket_mode`]); both call
+//! [`dispatch`]. Slack wants an
 //! answer within 3 seconds, and a `trigger_id` dies after 3 seconds, so
 //! the work (identity lookup, the decision, opening the modal, telling the
 //! clicker why a click did not count) starts at once in its own task; the
@@ -21,7 +22,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::render::{self, ButtonValue};
@@ -123,22 +124,34 @@ pub async fn handle(
     body: Bytes,
 ) -> AppResult<Response> {
     let body = slack.verify(&headers, &body)?;
-    match read(body)? {
+    let payload = form_field(body, "payload")
+        .ok_or_else(|| AppError::BadRequest("expected a form field named payload".into()))?;
+    Ok(match dispatch(slack, payload.as_bytes()).await? {
+        None => StatusCode::OK.into_response(),
+        Some(answer) => Json(answer).into_response(),
+    })
+}
+
+/// Handles one interaction payload (Slack's JSON) from an authenticated
+/// transport: the HTTP endpoint after its signature check, or a Socket
+/// Mode envelope, which the app token's connection authenticates. Returns
+/// what Slack should hear back: nothing (HTTP 200, a bare acknowledgement),
+/// or a body (the deny form's field errors, which keep the modal open).
+pub async fn dispatch(slack: Arc<Slack>, payload: &[u8]) -> AppResult<Option<Value>> {
+    match read(payload)? {
         Interaction::BlockActions(ev) => {
             within_budget(block_actions(slack, ev)).await;
-            Ok(StatusCode::OK.into_response())
+            Ok(None)
         }
         Interaction::ViewSubmission(ev) => view_submission(slack, ev).await,
-        Interaction::Other => Ok(StatusCode::OK.into_response()),
+        Interaction::Other => Ok(None),
     }
 }
 
-fn read(body: &str) -> AppResult<Interaction> {
-    let payload = form_field(body, "payload")
-        .ok_or_else(|| AppError::BadRequest("expected a form field named payload".into()))?;
+fn read(payload: &[u8]) -> AppResult<Interaction> {
     // Strict: a payload with a key twice could show one value to a reader
     // of the bytes and act on another.
-    crate::json::from_slice_strict(payload.as_bytes())
+    crate::json::from_slice_strict(payload)
         .map_err(|e| AppError::BadRequest(format!("the interaction payload is not valid: {e}")))
 }
 
@@ -146,7 +159,9 @@ fn read(body: &str) -> AppResult<Interaction> {
 /// values, the deny form's context), with no Slack or database; the fuzz
 /// targets (`fuzz/`) call it.
 pub fn parse_payload(body: &str) -> AppResult<()> {
-    match read(body)? {
+    let payload = form_field(body, "payload")
+        .ok_or_else(|| AppError::BadRequest("expected a form field named payload".into()))?;
+    match read(payload.as_bytes())? {
         Interaction::BlockActions(ev) => {
             for a in &ev.actions {
                 bound(a.value.as_deref().unwrap_or_default());
@@ -280,9 +295,9 @@ async fn open_deny_modal(slack: &Slack, to: &Recipient, value: &str, trigger: Op
     }
 }
 
-async fn view_submission(slack: Arc<Slack>, ev: ViewSubmission) -> AppResult<Response> {
+async fn view_submission(slack: Arc<Slack>, ev: ViewSubmission) -> AppResult<Option<Value>> {
     if ev.view.callback_id.as_deref() != Some(render::DENY_CALLBACK) {
-        return Ok(StatusCode::OK.into_response());
+        return Ok(None);
     }
     let context: DenyContext = ev
         .view
@@ -302,11 +317,10 @@ async fn view_submission(slack: Arc<Slack>, ev: ViewSubmission) -> AppResult<Res
         .unwrap_or_default();
     if reason.trim().is_empty() {
         // Keeps the modal open with the message under the field.
-        return Ok(Json(json!({
+        return Ok(Some(json!({
             "response_action": "errors",
             "errors": { render::REASON: crate::domain::rules::Refusal::CommentRequired.message() },
-        }))
-        .into_response());
+        })));
     }
     let to = Recipient {
         team: team_of(&ev.team, &ev.user),
@@ -325,6 +339,6 @@ async fn view_submission(slack: Arc<Slack>, ev: ViewSubmission) -> AppResult<Res
         decide_and_tell(&slack, &to, click).await;
     })
     .await;
-    // An empty 200 closes the modal.
-    Ok(StatusCode::OK.into_response())
+    // An empty answer closes the modal.
+    Ok(None)
 }

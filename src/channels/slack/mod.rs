@@ -5,6 +5,9 @@
 //! - [`interactions`]: `POST /slack/interactions`, the Approve / Deny
 //!   buttons and the deny modal;
 //! - [`commands`]: `POST /slack/commands`, the `/audit` slash command;
+//! - [`socket_mode`]: the same interactions and commands over a WebSocket
+//!   the service opens (`COUNTERSIGN_SLACK_APP_TOKEN`), for a service with
+//!   no public URL;
 //! - [`identity`]: Slack user → principal;
 //! - [`render`] and [`limits`]: Block Kit from templates, escaped and
 //!   within Slack's limits;
@@ -22,6 +25,7 @@ pub mod identity;
 pub mod interactions;
 pub mod limits;
 pub mod render;
+pub mod socket_mode;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -57,23 +61,39 @@ pub struct Slack {
     pub api: SlackApi,
     pub templates: Templates,
     pub identities: Identities,
-    verifier: SlackEventSignatureVerifier,
+    /// None in a Socket Mode-only setup (no signing secret): the HTTP
+    /// endpoints are then not served.
+    verifier: Option<SlackEventSignatureVerifier>,
 }
 
-/// Registers the outbox handlers and returns the routes. Fails, and so
-/// stops the service at start, on what would otherwise fail at the first
-/// click: no signing secret, an API URL that is not a URL, a bad template.
-pub async fn install(app: &App, outbox: &mut Outbox) -> anyhow::Result<Router<App>> {
+/// Registers the outbox handlers and returns the routes, and the Socket
+/// Mode listener when an app token is set (the caller runs it). Fails,
+/// and so stops the service at start, on what would otherwise fail at the
+/// first click: no way to authenticate Slack (neither a signing secret nor
+/// an app token), an app token that is not one, an API URL that is not a
+/// URL, a bad template.
+pub async fn install(
+    app: &App,
+    outbox: &mut Outbox,
+) -> anyhow::Result<(Router<App>, Option<socket_mode::SocketMode>)> {
     let settings = &app.settings.slack;
     let token = settings
         .bot_token
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("Slack needs COUNTERSIGN_SLACK_BOT_TOKEN"))?;
-    let secret = settings.signing_secret.as_ref().ok_or_else(|| {
-        anyhow::anyhow!(
-            "Slack needs COUNTERSIGN_SLACK_SIGNING_SECRET to check that clicks and commands come from Slack"
-        )
-    })?;
+    if settings.signing_secret.is_none() && settings.app_token.is_none() {
+        anyhow::bail!(
+            "Slack needs COUNTERSIGN_SLACK_SIGNING_SECRET (clicks and commands over HTTP) or COUNTERSIGN_SLACK_APP_TOKEN (Socket Mode) to check that clicks and commands come from Slack"
+        );
+    }
+    if let Some(app_token) = &settings.app_token
+        && !app_token.expose().starts_with("xapp-")
+    {
+        // The value itself is a secret: not quoted.
+        anyhow::bail!(
+            "COUNTERSIGN_SLACK_APP_TOKEN must be an app-level token (it starts with xapp-; create one with the connections:write scope under Basic Information → App-Level Tokens)"
+        );
+    }
     url::Url::parse(&settings.api_url).map_err(|e| {
         anyhow::anyhow!(
             "COUNTERSIGN_SLACK_API_URL '{}' is not a URL: {e}",
@@ -92,13 +112,23 @@ pub async fn install(app: &App, outbox: &mut Outbox) -> anyhow::Result<Router<Ap
         identities: Identities::new(app.clone(), api.clone()),
         api,
         templates,
-        verifier: SlackEventSignatureVerifier::new(&secret.expose().to_string().into()),
+        verifier: settings
+            .signing_secret
+            .as_ref()
+            .map(|s| SlackEventSignatureVerifier::new(&s.expose().to_string().into())),
     });
     crate::channels::kit::delivery::register(outbox, app, slack.clone());
-    Ok(Router::new()
-        .route("/slack/interactions", post(interactions::handle))
-        .route("/slack/commands", post(commands::handle))
-        .layer(Extension(slack)))
+    let socket = settings
+        .app_token
+        .clone()
+        .map(|t| socket_mode::SocketMode::new(slack.clone(), t));
+    let mut routes = Router::new();
+    if slack.verifier.is_some() {
+        routes = routes
+            .route("/slack/interactions", post(interactions::handle))
+            .route("/slack/commands", post(commands::handle));
+    }
+    Ok((routes.layer(Extension(slack)), socket))
 }
 
 impl Slack {
@@ -106,6 +136,12 @@ impl Slack {
     /// read: `v0=hex(HMAC-SHA256(secret, "v0:{timestamp}:{body}"))`, with
     /// the timestamp at most 5 minutes off (replays). Returns the body.
     pub fn verify<'b>(&self, headers: &HeaderMap, body: &'b [u8]) -> AppResult<&'b str> {
+        let Some(verifier) = &self.verifier else {
+            return Err(AppError::Unauthorized(
+                "no COUNTERSIGN_SLACK_SIGNING_SECRET is set, so no HTTP request can be checked"
+                    .into(),
+            ));
+        };
         let header = |name: &str| {
             headers
                 .get(name)
@@ -121,7 +157,7 @@ impl Slack {
         let timestamp = header(SlackEventSignatureVerifier::SLACK_SIGNED_TIMESTAMP)?;
         let body = std::str::from_utf8(body)
             .map_err(|_| AppError::Unauthorized("the request signature does not match".into()))?;
-        match self.verifier.verify(signature, body, timestamp) {
+        match verifier.verify(signature, body, timestamp) {
             Ok(()) => Ok(body),
             Err(SlackEventSignatureVerifierError::IncorrectOrExpiredTimestampError(_)) => Err(
                 AppError::Unauthorized("the request timestamp is more than 5 minutes off".into()),

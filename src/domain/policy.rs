@@ -78,7 +78,8 @@ pub struct ApprovalSpec {
     pub remind_max: u32,
     /// `escalate_after` with `escalate_to`: who else may approve once the
     /// request has waited that long.
-    pub escalation: Option<Escalation>,
+    /// Boxed: most rules have none, and it would double every `Effect`.
+    pub escalation: Option<Box<Escalation>>,
     /// `step_up: console`: only a console decision with the resource
     /// re-typed counts; a chat click is refused and pointed there.
     pub step_up: bool,
@@ -152,7 +153,7 @@ impl Policy {
     /// Rule `name`'s escalation, if it has one.
     pub fn escalation(&self, name: &str) -> Option<&Escalation> {
         match &self.rules.iter().find(|r| r.name == name)?.effect {
-            Effect::RequireApproval(spec) => spec.escalation.as_ref(),
+            Effect::RequireApproval(spec) => spec.escalation.as_deref(),
             _ => None,
         }
     }
@@ -483,7 +484,7 @@ fn expand_people<'a>(
 fn compile_escalation(
     raw: &RawEffect,
     groups: &BTreeMap<String, Vec<Principal>>,
-) -> Result<Option<Escalation>, String> {
+) -> Result<Option<Box<Escalation>>, String> {
     let after = raw
         .escalate_after
         .as_deref()
@@ -510,13 +511,13 @@ fn compile_escalation(
     if to.is_empty() {
         return Err("escalate_to must name at least one user or group".into());
     }
-    Ok(Some(Escalation {
+    Ok(Some(Box::new(Escalation {
         after,
         to: to.into_iter().collect(),
         names: names.clone(),
         slack_channel: raw.escalate_channel.clone(),
         teams_conversation: raw.escalate_conversation.clone(),
-    }))
+    })))
 }
 
 /// The 1-based line of the `index`-th item of the top-level `rules:` list,

@@ -893,3 +893,43 @@ pub async fn replay_all_postgres(pool: &sqlx::PgPool) -> AppResult<Vec<Mismatch>
     tx.commit().await?;
     Ok(out)
 }
+
+/// Takes the request's row for the rest of the write (PostgreSQL: `FOR
+/// UPDATE`; SQLite has one writer) and says whether it is still pending.
+/// A sweeper that counts what it recorded before only after this cannot
+/// record it twice from two replicas: the second waits for the first to
+/// commit, then sees its events.
+pub async fn lock_pending(ctx: &mut WriteCtx, id: Uuid) -> AppResult<bool> {
+    let found: Option<String> = on!(ctx.db(),
+        sqlite: "SELECT id FROM approval_requests WHERE id = ? AND status = 'pending'",
+        postgres: "SELECT id::text FROM approval_requests WHERE id = $1::uuid AND status = 'pending' FOR UPDATE",
+        |sql, e| sqlx::query_scalar(sql).bind(id.to_string()).fetch_optional(e).await?);
+    Ok(found.is_some())
+}
+
+/// How many `kind` events the request has, committed or appended by this
+/// batch and not yet written.
+pub async fn count_events(ctx: &mut WriteCtx, id: Uuid, kind: &str) -> AppResult<usize> {
+    let id = id.to_string();
+    let committed = request_events(ctx.db(), &id)
+        .await?
+        .iter()
+        .filter(|e| e.kind == kind)
+        .count();
+    Ok(committed + ctx.pending_for(&id).filter(|e| e.kind == kind).count())
+}
+
+/// Replaces a pending request's approver set (escalation widens it; the
+/// `request.escalated` event recorded beside it carries the same set, so
+/// replay agrees).
+pub async fn set_approvers(ctx: &mut WriteCtx, id: Uuid, approvers: &[Principal]) -> AppResult<()> {
+    let json = serde_json::to_string(approvers).expect("principals serialize");
+    let done = on!(ctx.db(),
+        sqlite: "UPDATE approval_requests SET approvers = ? WHERE id = ? AND status = 'pending'",
+        postgres: "UPDATE approval_requests SET approvers = $1::json WHERE id = $2::uuid AND status = 'pending'",
+        |sql, e| sqlx::query(sql).bind(&json).bind(id.to_string()).execute(e).await?.rows_affected());
+    if done != 1 {
+        return Err(AppError::Conflict(format!("request {id} is no longer pending")));
+    }
+    Ok(())
+}

@@ -929,7 +929,9 @@ pub async fn set_approvers(ctx: &mut WriteCtx, id: Uuid, approvers: &[Principal]
         postgres: "UPDATE approval_requests SET approvers = $1::json WHERE id = $2::uuid AND status = 'pending'",
         |sql, e| sqlx::query(sql).bind(&json).bind(id.to_string()).execute(e).await?.rows_affected());
     if done != 1 {
-        return Err(AppError::Conflict(format!("request {id} is no longer pending")));
+        return Err(AppError::Conflict(format!(
+            "request {id} is no longer pending"
+        )));
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ mod audit_command;
 mod checkpoints;
 mod decisions;
 mod delivery;
+mod escalation;
 mod inert;
 mod kit;
 mod manifest;

@@ -120,6 +120,39 @@ pub struct Approval {
     /// Every decision in order, including approvals later outweighed.
     #[serde(skip)]
     pub decisions: Vec<DecisionView>,
+    /// Escalations so far (at most one per request), from the trail.
+    pub escalations: Vec<EscalationView>,
+}
+
+/// One recorded escalation, as `request.escalated` says it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EscalationView {
+    /// `escalate_to` as a person reads it ("oncall, erin@example.com").
+    pub to: String,
+    /// The people it added to the approvers.
+    pub added: Vec<String>,
+    pub at: String,
+}
+
+/// The escalations among a request's events, oldest first.
+fn escalations(events: &[StoredEvent]) -> Vec<EscalationView> {
+    events
+        .iter()
+        .filter(|e| e.kind == crate::domain::escalation::ESCALATED)
+        .map(|e| {
+            let data: Value = serde_json::from_str(&e.data).unwrap_or(Value::Null);
+            EscalationView {
+                to: data["label"].as_str().unwrap_or_default().to_string(),
+                added: data["added"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p.as_str().map(str::to_string))
+                    .collect(),
+                at: e.ts.clone(),
+            }
+        })
+        .collect()
 }
 
 impl Approval {
@@ -241,6 +274,7 @@ impl RequestRow {
             approvals,
             denial,
             decisions,
+            escalations: Vec::new(),
             payload_sha256: self.payload_sha256,
             callback_url: self.callback_url,
             created_at: self.created_at,
@@ -277,7 +311,9 @@ pub async fn get(store: &Store, id: Uuid) -> AppResult<Option<Approval>> {
     let events = request_events(tx.conn(), &row.id).await?;
     tx.commit().await?;
     check(&row, &decisions, &events)?;
-    row.into_approval(decisions).map(Some)
+    let mut a = row.into_approval(decisions)?;
+    a.escalations = escalations(&events);
+    Ok(Some(a))
 }
 
 async fn load_parts(
@@ -316,7 +352,9 @@ pub async fn load_checked(ctx: &mut WriteCtx, id: Uuid) -> AppResult<Option<Appr
     let mut events = request_events(ctx.db(), &row.id).await?;
     events.extend(ctx.pending_for(&row.id).cloned());
     check(&row, &decisions, &events)?;
-    row.into_approval(decisions).map(Some)
+    let mut a = row.into_approval(decisions)?;
+    a.escalations = escalations(&events);
+    Ok(Some(a))
 }
 
 /// A request's events, oldest first, through the `audit_events_request` index.

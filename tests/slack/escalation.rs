@@ -57,6 +57,12 @@ async fn a_request_escalates_once_and_keeps_its_required_count() {
         t.count_kind(&id, "request.escalated").await == 1
     })
     .await;
+    let update = t.wait_update("escalated to oncall at").await;
+    assert!(
+        texts(&update).contains("Escalated to oncall at 20"),
+        "{}",
+        texts(&update)
+    );
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(t.count_kind(&id, "request.escalated").await, 1, "once only");
     let shown: serde_json::Value = t
@@ -74,6 +80,8 @@ async fn a_request_escalates_once_and_keeps_its_required_count() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert!(approvers.contains(&"user:dan@example.com"), "{approvers:?}");
+    assert_eq!(shown["escalations"][0]["to"], "oncall");
+    assert_eq!(shown["escalations"][0]["added"][0], "user:dan@example.com");
 }
 
 #[tokio::test]

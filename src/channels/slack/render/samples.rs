@@ -107,6 +107,7 @@ pub fn hostile() -> Approval {
         teams_conversation: None,
         idempotency_hash: None,
         decisions: vec![],
+        escalations: vec![],
     }
 }
 

@@ -103,6 +103,7 @@ pub fn samples() -> Vec<(&'static str, Value)> {
         teams_conversation: None,
         idempotency_hash: None,
         decisions: vec![],
+        escalations: vec![],
     };
     let mut minimal = base.clone();
     minimal.details.clear();

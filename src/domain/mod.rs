@@ -2,6 +2,7 @@
 //! rules every channel calls.
 
 pub mod audit_command;
+pub mod escalation;
 pub mod policy;
 pub mod principal;
 pub mod replay;

@@ -32,6 +32,7 @@ use globset::{Glob, GlobBuilder, GlobMatcher};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::escalation::Escalation;
 use super::principal::Principal;
 use super::request::{MAX_EXPIRY, MIN_EXPIRY, Risk, parse_duration};
 
@@ -75,6 +76,10 @@ pub struct ApprovalSpec {
     pub remind_every: Option<Duration>,
     /// …at most this many times (`remind_max`, default 3).
     pub remind_max: u32,
+    /// `escalate_after` with `escalate_to`: who else may approve once the
+    /// request has waited that long.
+    /// Boxed: most rules have none, and it would double every `Effect`.
+    pub escalation: Option<Box<Escalation>>,
     /// `step_up: console`: only a console decision with the resource
     /// re-typed counts; a chat click is refused and pointed there.
     pub step_up: bool,
@@ -136,6 +141,21 @@ impl Policy {
         self.rules.iter().any(
             |r| matches!(&r.effect, Effect::RequireApproval(spec) if spec.remind_every.is_some()),
         )
+    }
+
+    /// Whether any rule escalates (else the sweeper has nothing to do).
+    pub fn any_escalations(&self) -> bool {
+        self.rules.iter().any(
+            |r| matches!(&r.effect, Effect::RequireApproval(spec) if spec.escalation.is_some()),
+        )
+    }
+
+    /// Rule `name`'s escalation, if it has one.
+    pub fn escalation(&self, name: &str) -> Option<&Escalation> {
+        match &self.rules.iter().find(|r| r.name == name)?.effect {
+            Effect::RequireApproval(spec) => spec.escalation.as_deref(),
+            _ => None,
+        }
     }
 
     /// How often and how many times rule `name` reminds its approvers of
@@ -243,6 +263,7 @@ impl Policy {
                 notify_on_behalf_of: true,
                 remind_every: None,
                 remind_max: DEFAULT_REMIND_MAX,
+                escalation: None,
                 step_up: false,
             }),
             Some(d) => {
@@ -355,10 +376,14 @@ fn compile_effect(
         || raw.notify_on_behalf_of.is_some()
         || raw.remind_every.is_some()
         || raw.remind_max.is_some()
+        || raw.escalate_after.is_some()
+        || raw.escalate_to.is_some()
+        || raw.escalate_channel.is_some()
+        || raw.escalate_conversation.is_some()
         || raw.step_up.is_some();
     match raw.effect.as_str() {
         "allow" | "deny" if only_for_approval => Err(format!(
-            "approvals, approvers, expires_in, on_expiry, chat destinations, notify_on_behalf_of, reminders and step_up only apply to effect require_approval, not {}",
+            "approvals, approvers, expires_in, on_expiry, chat destinations, notify_on_behalf_of, reminders, escalation and step_up only apply to effect require_approval, not {}",
             raw.effect
         )),
         "allow" => Ok(Effect::Allow),
@@ -370,24 +395,7 @@ fn compile_effect(
                     "approvals must be between 1 and 20, not {approvals}"
                 ));
             }
-            let mut approvers = BTreeSet::new();
-            for entry in raw.approvers.iter().flatten() {
-                if let Some(group) = entry.strip_prefix("group:") {
-                    let members = groups.get(group).ok_or_else(|| {
-                        format!(
-                            "approvers names group '{group}', which is not defined under groups"
-                        )
-                    })?;
-                    approvers.extend(members.iter().cloned());
-                } else {
-                    approvers.insert(Principal::parse(entry)?);
-                }
-            }
-            if let Some(p) = approvers.iter().find(|p| !p.is_human()) {
-                return Err(format!(
-                    "approver {p} is not a user: agents and services never approve"
-                ));
-            }
+            let approvers = expand_people("approvers", raw.approvers.iter().flatten(), groups)?;
             if !approvers.is_empty() && approvers.len() < approvals as usize {
                 return Err(format!(
                     "needs {approvals} approvals but only {} distinct people may approve",
@@ -410,6 +418,7 @@ fn compile_effect(
             if remind_max > 100 {
                 return Err(format!("remind_max must be at most 100, not {remind_max}"));
             }
+            let escalation = compile_escalation(raw, groups)?;
             let step_up = match raw.step_up.as_deref() {
                 None => false,
                 Some("console") => true,
@@ -432,6 +441,7 @@ fn compile_effect(
                 notify_on_behalf_of: raw.notify_on_behalf_of.unwrap_or(true),
                 remind_every,
                 remind_max,
+                escalation,
                 step_up,
             }))
         }
@@ -439,6 +449,75 @@ fn compile_effect(
             "effect '{other}' is unknown: use allow, deny or require_approval"
         )),
     }
+}
+
+/// Users and groups (`group:<name>`) as the set of people they name; each
+/// must be a human, since agents and services never approve. `key` names
+/// the policy key in the error.
+fn expand_people<'a>(
+    key: &str,
+    entries: impl Iterator<Item = &'a String>,
+    groups: &BTreeMap<String, Vec<Principal>>,
+) -> Result<BTreeSet<Principal>, String> {
+    let mut people = BTreeSet::new();
+    for entry in entries {
+        if let Some(group) = entry.strip_prefix("group:") {
+            let members = groups.get(group).ok_or_else(|| {
+                format!("{key} names group '{group}', which is not defined under groups")
+            })?;
+            people.extend(members.iter().cloned());
+        } else {
+            people.insert(Principal::parse(entry).map_err(|e| format!("{key}: {e}"))?);
+        }
+    }
+    if let Some(p) = people.iter().find(|p| !p.is_human()) {
+        let who = if key == "approvers" { "approver" } else { key };
+        return Err(format!(
+            "{who} {p} is not a user: agents and services never approve"
+        ));
+    }
+    Ok(people)
+}
+
+/// `escalate_after`, `escalate_to` and where to tell: both of the first two
+/// or neither, since one without the other never escalates anyone.
+fn compile_escalation(
+    raw: &RawEffect,
+    groups: &BTreeMap<String, Vec<Principal>>,
+) -> Result<Option<Box<Escalation>>, String> {
+    let after = raw
+        .escalate_after
+        .as_deref()
+        .map(|s| parse_duration(s).map_err(|e| format!("escalate_after: {e}")))
+        .transpose()?;
+    let (after, names) = match (after, &raw.escalate_to) {
+        (None, None) => {
+            if raw.escalate_channel.is_some() || raw.escalate_conversation.is_some() {
+                return Err(
+                    "escalate_channel and escalate_conversation need escalate_after and escalate_to"
+                        .into(),
+                );
+            }
+            return Ok(None);
+        }
+        (Some(after), Some(to)) => (after, to),
+        (Some(_), None) => return Err("escalate_after needs escalate_to: whom to add".into()),
+        (None, Some(_)) => return Err("escalate_to needs escalate_after: when to add them".into()),
+    };
+    if !(MIN_EXPIRY..=MAX_EXPIRY).contains(&after) {
+        return Err("escalate_after must be between 1s and 30d".into());
+    }
+    let to = expand_people("escalate_to", names.iter(), groups)?;
+    if to.is_empty() {
+        return Err("escalate_to must name at least one user or group".into());
+    }
+    Ok(Some(Box::new(Escalation {
+        after,
+        to: to.into_iter().collect(),
+        names: names.clone(),
+        slack_channel: raw.escalate_channel.clone(),
+        teams_conversation: raw.escalate_conversation.clone(),
+    })))
 }
 
 /// The 1-based line of the `index`-th item of the top-level `rules:` list,
@@ -543,6 +622,14 @@ struct RawEffect {
     remind_every: Option<String>,
     #[serde(default)]
     remind_max: Option<u32>,
+    #[serde(default)]
+    escalate_after: Option<String>,
+    #[serde(default)]
+    escalate_to: Option<Vec<String>>,
+    #[serde(default)]
+    escalate_channel: Option<String>,
+    #[serde(default)]
+    escalate_conversation: Option<String>,
     #[serde(default)]
     step_up: Option<String>,
 }
@@ -709,5 +796,78 @@ rules:
         );
         let err = Policy::parse("rules:\n  - name: a\n    action: x.*\n    effect: require_approval\n    step_up: sms\n", "test").unwrap_err();
         assert!(err.contains("step_up"), "{err}");
+    }
+
+    const ESCALATING: &str = "groups:\n  oncall: [user:carol@example.com, user:dan@example.com]\nrules:\n  - name: drop\n    action: db.*\n    effect: require_approval\n    approvers: [user:bob@example.com]\n    escalate_after: 30m\n    escalate_to: [group:oncall, user:erin@example.com]\n    escalate_channel: C0ONCALL\n";
+
+    #[test]
+    fn a_rule_may_escalate_to_groups_and_users_after_a_while() {
+        let p = Policy::parse(ESCALATING, "test").unwrap();
+        assert!(p.any_escalations());
+        let e = p.escalation("drop").expect("escalates");
+        assert_eq!(e.after, Duration::from_secs(1800));
+        let to: Vec<&str> = e.to.iter().map(|p| p.as_str()).collect();
+        assert_eq!(
+            to,
+            [
+                "user:carol@example.com",
+                "user:dan@example.com",
+                "user:erin@example.com"
+            ]
+        );
+        assert_eq!(e.label(), "oncall, erin@example.com");
+        assert_eq!(e.slack_channel.as_deref(), Some("C0ONCALL"));
+        assert_eq!(e.teams_conversation, None);
+        assert!(p.escalation("default").is_none());
+    }
+
+    fn refusal(extra: &str) -> String {
+        let src = format!(
+            "groups:\n  oncall: [user:carol@example.com]\nrules:\n  - name: a\n    action: x.*\n    effect: require_approval\n{extra}"
+        );
+        Policy::parse(&src, "test").unwrap_err()
+    }
+
+    #[test]
+    fn bad_escalation_keys_are_refused_at_load_with_the_key_named() {
+        let cases = [
+            (
+                "    escalate_after: soon\n    escalate_to: [group:oncall]\n",
+                "escalate_after",
+            ),
+            (
+                "    escalate_after: 0s\n    escalate_to: [group:oncall]\n",
+                "escalate_after",
+            ),
+            ("    escalate_after: 30m\n", "escalate_to"),
+            ("    escalate_to: [group:oncall]\n", "escalate_after"),
+            (
+                "    escalate_after: 30m\n    escalate_to: [group:nobody]\n",
+                "group 'nobody'",
+            ),
+            (
+                "    escalate_after: 30m\n    escalate_to: [agent:bot]\n",
+                "escalate_to",
+            ),
+            (
+                "    escalate_after: 30m\n    escalate_to: [carol]\n",
+                "escalate_to",
+            ),
+            (
+                "    escalate_after: 30m\n    escalate_to: []\n",
+                "escalate_to",
+            ),
+            ("    escalate_channel: C1\n", "escalate_channel"),
+        ];
+        for (extra, named) in cases {
+            let err = refusal(extra);
+            assert!(err.contains(named), "{extra:?} -> {err}");
+        }
+        let err = Policy::parse(
+            "rules:\n  - name: a\n    action: x.*\n    effect: allow\n    escalate_after: 1m\n",
+            "test",
+        )
+        .unwrap_err();
+        assert!(err.contains("escalation"), "{err}");
     }
 }

@@ -285,7 +285,11 @@ fn final_status(kind: &str) -> Option<&'static str> {
 pub fn shapes_request(kind: &str) -> bool {
     matches!(
         kind,
-        "request.created" | "policy.evaluated" | "decision.approve" | "decision.deny"
+        "request.created"
+            | "policy.evaluated"
+            | "request.escalated"
+            | "decision.approve"
+            | "decision.deny"
     ) || final_status(kind).is_some()
 }
 
@@ -342,6 +346,9 @@ pub fn fold<'a, D: EventData<'a>>(
     for e in it {
         match e.kind {
             "policy.evaluated" => s.evaluated = EVALUATED.map(|(_, key)| e.data.field(key)),
+            // Escalation widens who may approve; the event carries the
+            // whole set after it, so the row's `approvers` is that set.
+            "request.escalated" => s.evaluated[3] = e.data.field("approvers"),
             "decision.approve" | "decision.deny" => s.decisions.push(Decided {
                 principal: text(e.actor),
                 verdict: e.data.field("verdict"),
@@ -564,6 +571,24 @@ mod tests {
             json!({"reason": 3}),
         );
         replay_raw(&[created(), evaluated(), deny, denied]).unwrap();
+    }
+
+    #[test]
+    fn an_escalation_widens_the_approvers_and_keeps_the_required_count() {
+        let escalated = Ev(
+            "request.escalated",
+            "2026-01-01T00:30:00.000Z",
+            "system:countersign",
+            json!({"approvers": ["user:bob@example.com", "user:carol@example.com"],
+                   "added": ["user:carol@example.com"], "to": ["group:oncall"]}),
+        );
+        let s = replay_raw(&[created(), evaluated(), escalated]).unwrap();
+        assert_eq!(
+            s["approvers"],
+            json!(["user:bob@example.com", "user:carol@example.com"])
+        );
+        assert_eq!(s["required_approvals"], 1);
+        assert_eq!(s["status"], "pending");
     }
 
     #[test]

@@ -122,6 +122,7 @@ impl App {
                         notify_on_behalf_of: true,
                         remind_every: None,
                         remind_max: 0,
+                        escalation: None,
                         step_up: false,
                     };
                     let s = spec.as_ref().unwrap_or(&empty);

@@ -5,6 +5,7 @@
 
 pub mod approvals;
 pub mod audit_query;
+pub mod escalation;
 pub mod expiry;
 pub mod reminders;
 

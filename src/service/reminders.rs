@@ -19,7 +19,6 @@ use crate::clock;
 use crate::domain::{Principal, Status};
 use crate::error::AppResult;
 use crate::store::requests::{self, ListFilter};
-use crate::store::trail::{self, AuditFilter};
 
 /// How often the sweeper looks for due reminders.
 const EVERY: Duration = Duration::from_secs(1);
@@ -32,6 +31,10 @@ impl App {
         loop {
             if let Err(e) = self.remind_due().await {
                 tracing::error!(error = %format!("{e:#}"), "reminder sweep failed");
+            }
+            // Escalation is due by the same clock and sweeps alongside.
+            if let Err(e) = self.escalate_due().await {
+                tracing::error!(error = %format!("{e:#}"), "escalation sweep failed");
             }
             tokio::select! {
                 _ = tokio::time::sleep(EVERY) => {}
@@ -62,27 +65,24 @@ impl App {
             let Some(created) = clock::parse(&a.created_at) else {
                 continue;
             };
-            let sent = trail::query(
-                &self.store,
-                &AuditFilter {
-                    request_id: Some(a.id),
-                    kind: Some(REMINDED.into()),
-                    limit: max + 1,
-                    ..Default::default()
-                },
-            )
-            .await?
-            .len() as u32;
-            let next =
-                chrono::Duration::from_std(every * (sent + 1)).unwrap_or(chrono::TimeDelta::MAX);
-            if sent >= max || now < created + next {
-                continue;
-            }
+            // Due by the count of recorded reminders, counted again inside
+            // the write after taking the row: two replicas never both send
+            // the same reminder.
             let (id, action) = (a.id, a.action.clone());
             let channels: Vec<&'static str> = self.channels.to_vec();
-            self.store
+            let sent = self
+                .store
                 .write(move |ctx| {
                     Box::pin(async move {
+                        if !requests::lock_pending(ctx, id).await? {
+                            return Ok(false);
+                        }
+                        let sent = requests::count_events(ctx, id, REMINDED).await? as u32;
+                        let next = chrono::Duration::from_std(every * (sent + 1))
+                            .unwrap_or(chrono::TimeDelta::MAX);
+                        if sent >= max || now < created + next {
+                            return Ok(false);
+                        }
                         ctx.audit(
                             Principal::system(),
                             Some((id, &action)),
@@ -99,10 +99,13 @@ impl App {
                             )
                             .await?;
                         }
-                        Ok(())
+                        Ok(true)
                     })
                 })
                 .await?;
+            if !sent {
+                continue;
+            }
             queued += 1;
         }
         Ok(queued)

@@ -126,6 +126,39 @@ pub struct Approval {
     /// [`load_checked`] and [`step_up_of`] read it, elsewhere it is false.
     #[serde(skip)]
     pub step_up: bool,
+    /// Escalations so far (at most one per request), from the trail.
+    pub escalations: Vec<EscalationView>,
+}
+
+/// One recorded escalation, as `request.escalated` says it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EscalationView {
+    /// `escalate_to` as a person reads it ("oncall, erin@example.com").
+    pub to: String,
+    /// The people it added to the approvers.
+    pub added: Vec<String>,
+    pub at: String,
+}
+
+/// The escalations among a request's events, oldest first.
+fn escalations(events: &[StoredEvent]) -> Vec<EscalationView> {
+    events
+        .iter()
+        .filter(|e| e.kind == crate::domain::escalation::ESCALATED)
+        .map(|e| {
+            let data: Value = serde_json::from_str(&e.data).unwrap_or(Value::Null);
+            EscalationView {
+                to: data["label"].as_str().unwrap_or_default().to_string(),
+                added: data["added"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p.as_str().map(str::to_string))
+                    .collect(),
+                at: e.ts.clone(),
+            }
+        })
+        .collect()
 }
 
 impl Approval {
@@ -247,6 +280,7 @@ impl RequestRow {
             denial,
             decisions,
             step_up: false,
+            escalations: Vec::new(),
             payload_sha256: self.payload_sha256,
             callback_url: self.callback_url,
             created_at: self.created_at,
@@ -283,7 +317,9 @@ pub async fn get(store: &Store, id: Uuid) -> AppResult<Option<Approval>> {
     let events = request_events(tx.conn(), &row.id).await?;
     tx.commit().await?;
     check(&row, &decisions, &events)?;
-    row.into_approval(decisions).map(Some)
+    let mut a = row.into_approval(decisions)?;
+    a.escalations = escalations(&events);
+    Ok(Some(a))
 }
 
 async fn load_parts(
@@ -324,6 +360,7 @@ pub async fn load_checked(ctx: &mut WriteCtx, id: Uuid) -> AppResult<Option<Appr
     check(&row, &decisions, &events)?;
     let mut approval = row.into_approval(decisions)?;
     approval.step_up = events.iter().any(asks_step_up);
+    approval.escalations = escalations(&events);
     Ok(Some(approval))
 }
 
@@ -921,4 +958,46 @@ pub async fn replay_all_postgres(pool: &sqlx::PgPool) -> AppResult<Vec<Mismatch>
     );
     tx.commit().await?;
     Ok(out)
+}
+
+/// Takes the request's row for the rest of the write (PostgreSQL: `FOR
+/// UPDATE`; SQLite has one writer) and says whether it is still pending.
+/// A sweeper that counts what it recorded before only after this cannot
+/// record it twice from two replicas: the second waits for the first to
+/// commit, then sees its events.
+pub async fn lock_pending(ctx: &mut WriteCtx, id: Uuid) -> AppResult<bool> {
+    let found: Option<String> = on!(ctx.db(),
+        sqlite: "SELECT id FROM approval_requests WHERE id = ? AND status = 'pending'",
+        postgres: "SELECT id::text FROM approval_requests WHERE id = $1::uuid AND status = 'pending' FOR UPDATE",
+        |sql, e| sqlx::query_scalar(sql).bind(id.to_string()).fetch_optional(e).await?);
+    Ok(found.is_some())
+}
+
+/// How many `kind` events the request has, committed or appended by this
+/// batch and not yet written.
+pub async fn count_events(ctx: &mut WriteCtx, id: Uuid, kind: &str) -> AppResult<usize> {
+    let id = id.to_string();
+    let committed = request_events(ctx.db(), &id)
+        .await?
+        .iter()
+        .filter(|e| e.kind == kind)
+        .count();
+    Ok(committed + ctx.pending_for(&id).filter(|e| e.kind == kind).count())
+}
+
+/// Replaces a pending request's approver set (escalation widens it; the
+/// `request.escalated` event recorded beside it carries the same set, so
+/// replay agrees).
+pub async fn set_approvers(ctx: &mut WriteCtx, id: Uuid, approvers: &[Principal]) -> AppResult<()> {
+    let json = serde_json::to_string(approvers).expect("principals serialize");
+    let done = on!(ctx.db(),
+        sqlite: "UPDATE approval_requests SET approvers = ? WHERE id = ? AND status = 'pending'",
+        postgres: "UPDATE approval_requests SET approvers = $1::json WHERE id = $2::uuid AND status = 'pending'",
+        |sql, e| sqlx::query(sql).bind(&json).bind(id.to_string()).execute(e).await?.rows_affected());
+    if done != 1 {
+        return Err(AppError::Conflict(format!(
+            "request {id} is no longer pending"
+        )));
+    }
+    Ok(())
 }

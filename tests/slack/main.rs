@@ -13,6 +13,7 @@ mod audit_command;
 mod checkpoints;
 mod decisions;
 mod delivery;
+mod escalation;
 mod inert;
 mod kit;
 mod manifest;

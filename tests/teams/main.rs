@@ -13,6 +13,7 @@ mod checkpoints;
 mod conversations;
 mod decisions;
 mod delivery;
+mod escalation;
 mod inert;
 mod kit;
 mod package;

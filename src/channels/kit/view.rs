@@ -51,6 +51,8 @@ pub struct RequestFacts {
     pub approvers_omitted: usize,
     /// Ask "are you sure?" before an approval (high and critical risk).
     pub confirm: bool,
+    /// "Escalated to oncall at …", one per escalation.
+    pub escalations: Vec<String>,
 }
 
 /// One approval given so far.
@@ -156,6 +158,17 @@ impl RequestFacts {
                 0
             },
             confirm: matches!(a.risk, Risk::High | Risk::Critical),
+            escalations: a
+                .escalations
+                .iter()
+                .map(|e| {
+                    format!(
+                        "Escalated to {} at {}",
+                        cut(&e.to, Limit::Reason, false),
+                        utc(&e.at)
+                    )
+                })
+                .collect(),
             id,
         }
     }

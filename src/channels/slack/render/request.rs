@@ -86,6 +86,11 @@ impl RequestView {
             progress.push_str(" — ");
             progress.push_str(&approvals.join(", "));
         }
+        // Escalation widened who may decide: said under the count.
+        for e in &f.escalations {
+            progress.push('\n');
+            progress.push_str(&mrkdwn(e));
+        }
         let fallback = match a.status {
             Status::Pending => format!(
                 "Approval needed: {} on {} ({} risk)",

@@ -108,6 +108,7 @@ pub fn hostile() -> Approval {
         idempotency_hash: None,
         decisions: vec![],
         step_up: false,
+        escalations: vec![],
     }
 }
 

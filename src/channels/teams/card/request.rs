@@ -110,6 +110,10 @@ pub fn request_context(a: &Approval, notice: Option<&Notice>) -> Value {
     }
     facts.push(line("Policy rule: ", f.policy_rule.clone()));
     facts.push(line("Expires: ", f.expires.clone()));
+    for e in &f.escalations {
+        let rest = e.strip_prefix("Escalated to ").unwrap_or(e);
+        facts.push(line("Escalated to ", rest.to_string()));
+    }
     facts.push(line("Request id: ", id.clone()));
     json!({
         "id": id,

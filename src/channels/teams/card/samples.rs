@@ -104,6 +104,7 @@ pub fn samples() -> Vec<(&'static str, Value)> {
         idempotency_hash: None,
         decisions: vec![],
         step_up: false,
+        escalations: vec![],
     };
     let mut minimal = base.clone();
     minimal.details.clear();

@@ -32,6 +32,15 @@ async fn a_person_named_only_by_escalation_may_approve_after_it_and_not_before()
         escalations(&t, &id).await == 1
     })
     .await;
+    t.bf.wait_for("the card to say it escalated", |calls| {
+        calls
+            .iter()
+            .filter(|c| c.is_update())
+            .map(|c| card_text(c.card()))
+            // The card's facts are text runs: the label, then its value.
+            .any(|text| text.contains("Escalated to \noncall at 20"))
+    })
+    .await;
     let card = t.click("dave", "approve", &request, None).await;
     assert!(
         card_text(&card).contains("Approved"),

@@ -14,10 +14,10 @@ use serde_json::json;
 use super::App;
 use super::approvals::update_channels;
 use crate::clock;
+use crate::domain::Principal;
 use crate::domain::escalation::ESCALATED;
-use crate::domain::{Principal, Status};
 use crate::error::{AppError, AppResult};
-use crate::store::requests::{self, ListFilter};
+use crate::store::requests;
 
 impl App {
     /// Escalates every pending request that is due; returns how many.
@@ -26,15 +26,7 @@ impl App {
         if !policy.any_escalations() {
             return Ok(0);
         }
-        let pending = requests::list(
-            &self.store,
-            &ListFilter {
-                status: Some(Status::Pending),
-                limit: 500,
-                ..Default::default()
-            },
-        )
-        .await?;
+        let pending = self.oldest_pending().await?;
         let now = clock::now();
         let mut escalated = 0;
         for a in pending {

@@ -43,12 +43,10 @@ impl App {
         }
     }
 
-    /// Records and queues every reminder that is due; returns how many.
-    pub async fn remind_due(&self) -> AppResult<usize> {
-        if self.channels.is_empty() || !self.policy().any_reminders() {
-            return Ok(0);
-        }
-        let pending = requests::list(
+    /// The pending requests the sweepers look at, 500 at a time (the
+    /// reminders and escalation sweeps share it).
+    pub(super) async fn oldest_pending(&self) -> AppResult<Vec<requests::Approval>> {
+        requests::list(
             &self.store,
             &ListFilter {
                 status: Some(Status::Pending),
@@ -56,7 +54,15 @@ impl App {
                 ..Default::default()
             },
         )
-        .await?;
+        .await
+    }
+
+    /// Records and queues every reminder that is due; returns how many.
+    pub async fn remind_due(&self) -> AppResult<usize> {
+        if self.channels.is_empty() || !self.policy().any_reminders() {
+            return Ok(0);
+        }
+        let pending = self.oldest_pending().await?;
         let now = clock::now();
         let mut queued = 0;
         for a in pending {

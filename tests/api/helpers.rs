@@ -238,14 +238,20 @@ impl TestApp {
             .await
     }
 
-    pub async fn status_of(&self, token: &str, id: &str) -> String {
-        let v: Value = self
-            .get(token, &format!("/v1/approvals/{id}"))
+    /// The request as `GET /v1/approvals/{id}` shows it to `token`.
+    pub async fn approval(&self, token: &str, id: &str) -> Value {
+        self.get(token, &format!("/v1/approvals/{id}"))
             .await
             .json()
             .await
-            .unwrap();
-        v["status"].as_str().unwrap().to_string()
+            .unwrap()
+    }
+
+    pub async fn status_of(&self, token: &str, id: &str) -> String {
+        self.approval(token, id).await["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     /// Audit events of one request, oldest first.

@@ -325,12 +325,7 @@ async fn revoking_a_key_cancels_its_pending_requests_in_the_same_write() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("cancelled 1 pending requests"));
 
-    let a: Value = app
-        .get(&bob, &format!("/v1/approvals/{mine}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let a: Value = app.approval(&bob, &mine).await;
     assert_eq!(a["status"], "cancelled");
     assert_eq!(a["reason"], "key revoked");
     let (kind, data) = events(&app, &mine).await.pop().unwrap();

@@ -50,12 +50,7 @@ async fn request_approval_returns_approved_when_a_person_approves_over_the_api_m
     assert_eq!(text(&r), "approved by user:bob@example.com: \"checked\"");
     // The request is the API's own, made by the key's principal.
     let token = app.agent().await;
-    let seen: Value = app
-        .get(&token, &format!("/v1/approvals/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let seen: Value = app.approval(&token, &id).await;
     assert_eq!(seen["requester"], "agent:deploy-bot");
     assert_eq!(seen["status"], "approved");
     client.cancel().await.unwrap();

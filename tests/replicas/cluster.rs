@@ -116,6 +116,15 @@ impl Cluster {
         self.cli(&args)
     }
 
+    /// The deploy bot's key (acting for Olivia), as every test's agent.
+    pub fn agent(&self) -> String {
+        self.key(
+            "agent:deploy-bot",
+            Some("user:olivia@example.com"),
+            "request,read",
+        )
+    }
+
     /// `audit verify` as an auditor runs it: the report, asserting exit 0.
     pub fn verified(&self) -> Value {
         let out = self.cli_output(&["audit", "verify"]);

@@ -15,11 +15,7 @@ async fn one_idempotency_key_sent_to_every_replica_at_once_makes_one_request() {
     let Some(cluster) = Cluster::start("replicas_idempotency", 3, &[]).await else {
         return;
     };
-    let agent = cluster.key(
-        "agent:deploy-bot",
-        Some("user:olivia@example.com"),
-        "request,read",
-    );
+    let agent = cluster.agent();
     let client = reqwest::Client::new();
     let mut tasks = vec![];
     for round in 0..4 {
@@ -71,11 +67,7 @@ async fn a_request_expiring_under_three_sweepers_expires_exactly_once() {
     let Some(cluster) = Cluster::start("replicas_expiry", 3, &env).await else {
         return;
     };
-    let agent = cluster.key(
-        "agent:deploy-bot",
-        Some("user:olivia@example.com"),
-        "request,read",
-    );
+    let agent = cluster.agent();
     let client = reqwest::Client::new();
     let mut ids = vec![];
     for i in 0..12 {
@@ -118,11 +110,7 @@ async fn a_key_revoked_from_the_cli_is_refused_by_every_replica_at_once() {
     let Some(cluster) = Cluster::start("replicas_revocation", 3, &[]).await else {
         return;
     };
-    let agent = cluster.key(
-        "agent:deploy-bot",
-        Some("user:olivia@example.com"),
-        "request,read",
-    );
+    let agent = cluster.agent();
     let client = reqwest::Client::new();
     for r in &cluster.replicas {
         let res = client
@@ -160,11 +148,7 @@ async fn a_request_row_edited_in_postgres_behind_the_service_is_refused_and_name
     let Some(cluster) = Cluster::start("replicas_forged_row", 2, &[]).await else {
         return;
     };
-    let agent = cluster.key(
-        "agent:deploy-bot",
-        Some("user:olivia@example.com"),
-        "request,read",
-    );
+    let agent = cluster.agent();
     let client = reqwest::Client::new();
     let id = cluster.replicas[0].create(&client, &agent).await;
     cluster.verified();

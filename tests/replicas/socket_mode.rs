@@ -29,11 +29,7 @@ async fn an_envelope_delivered_to_two_replicas_is_handled_by_one_and_acknowledge
         return;
     };
     socket.wait_connections(2).await;
-    let agent = cluster.key(
-        "agent:deploy-bot",
-        Some("user:olivia@example.com"),
-        "request,read",
-    );
+    let agent = cluster.agent();
     let client = reqwest::Client::new();
     let id = cluster.replicas[0].create(&client, &agent).await;
     let deny = posted_button(&fake, &id, "countersign_deny").await;

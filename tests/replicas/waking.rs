@@ -12,11 +12,7 @@ async fn created_on_a_decided_on_b_the_waiter_on_c_answers_within_a_second() {
     let Some(cluster) = Cluster::start("replicas_waking", 3, &[]).await else {
         return;
     };
-    let agent = cluster.key(
-        "agent:deploy-bot",
-        Some("user:olivia@example.com"),
-        "request,read",
-    );
+    let agent = cluster.agent();
     let bob = cluster.key("user:bob@example.com", None, "decide,read");
     let client = reqwest::Client::new();
     let (a, b, c) = (

@@ -62,13 +62,7 @@ async fn audit_with_a_request_id_shows_its_full_timeline() {
     let answer = t.audit(CAROL, &approved).await;
     let text = shown(&answer);
     let agent = t.app.agent().await;
-    let a: Value = t
-        .app
-        .get(&agent, &format!("/v1/approvals/{approved}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let a: Value = t.app.approval(&agent, &approved).await;
     for expected in [
         "request.created",
         "policy.evaluated",

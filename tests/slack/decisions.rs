@@ -185,13 +185,7 @@ async fn deny_opens_a_modal_and_the_reason_given_there_is_recorded() {
     );
 
     eventually("the denial", || async { t.status(&id).await == "denied" }).await;
-    let a: Value = t
-        .app
-        .get(&agent, &format!("/v1/approvals/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let a: Value = t.app.approval(&agent, &id).await;
     assert_eq!(a["denial"]["principal"], "user:bob@example.com");
     assert_eq!(a["denial"]["comment"], "Not during the freeze <!channel>");
     assert_eq!(a["denial"]["channel"], "slack");
@@ -299,13 +293,7 @@ async fn an_operator_link_maps_a_slack_account_and_wins_over_its_email() {
         t.status(&id).await == "approved"
     })
     .await;
-    let a: Value = t
-        .app
-        .get(&agent, &format!("/v1/approvals/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let a: Value = t.app.approval(&agent, &id).await;
     assert_eq!(a["approvals"][0]["principal"], "user:erin@example.com");
     assert!(
         t.fake.calls("users.info").is_empty(),

@@ -55,13 +55,7 @@ async fn a_request_needing_approval_is_posted_with_approve_and_deny_and_agent_te
     assert!(shown.contains("&amp; approved"), "{shown}");
     assert!(!post.body["text"].as_str().unwrap().contains('<'));
 
-    let a: Value = t
-        .app
-        .get(&agent, &format!("/v1/approvals/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let a: Value = t.app.approval(&agent, &id).await;
     let hash = a["payload_sha256"].as_str().unwrap();
     for (action, style) in [
         ("countersign_approve", "primary"),

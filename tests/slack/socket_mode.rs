@@ -159,13 +159,7 @@ async fn the_deny_form_over_the_socket_keeps_the_modal_open_without_a_reason_and
         "an empty answer closes the modal"
     );
     eventually("the denial", || async { t.status(&id).await == "denied" }).await;
-    let a: Value = t
-        .app
-        .get(&agent, &format!("/v1/approvals/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let a: Value = t.app.approval(&agent, &id).await;
     assert_eq!(a["denial"]["principal"], "user:bob@example.com");
     assert_eq!(a["denial"]["comment"], "Not during the freeze");
     assert_eq!(a["denial"]["channel"], "slack");
@@ -279,7 +273,11 @@ async fn a_refresh_disconnect_makes_the_service_reconnect_and_keep_working() {
     socket.wait_connections(2).await;
     wait_connected(&t, 2).await;
     assert_eq!(t.fake.calls("apps.connections.open").len(), 2);
+    approve_over_the_socket(&t, &socket).await;
+}
 
+/// A request posted, approved by Bob over the socket, and approved.
+async fn approve_over_the_socket(t: &SlackTest, socket: &FakeSocket) {
     let agent = t.app.agent().await;
     let (id, post) = t.create_posted(&agent, export_request()).await;
     let e = socket.deliver(
@@ -299,18 +297,7 @@ async fn a_dropped_connection_is_reestablished() {
     socket.drop_latest();
     socket.wait_connections(2).await;
     wait_connected(&t, 2).await;
-
-    let agent = t.app.agent().await;
-    let (id, post) = t.create_posted(&agent, export_request()).await;
-    let e = socket.deliver(
-        "interactive",
-        t.block_actions(BOB, APPROVE, &button(&post, APPROVE).unwrap()),
-    );
-    socket.wait_ack(&e).await;
-    eventually("the approval", || async {
-        t.status(&id).await == "approved"
-    })
-    .await;
+    approve_over_the_socket(&t, &socket).await;
 }
 
 #[tokio::test]

@@ -81,13 +81,7 @@ async fn a_deny_with_a_reason_denies_and_shows_the_reason() {
     assert!(text.contains("Not during the freeze"), "{text}");
     assert!(verbs(&card).is_empty());
     assert_eq!(status(&t, &agent, id).await, "denied");
-    let v: Value = t
-        .app
-        .get(&agent, &format!("/v1/approvals/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v: Value = t.app.approval(&agent, id).await;
     assert_eq!(v["denial"]["comment"], "Not during the freeze");
     assert_eq!(v["denial"]["principal"], "user:bob@example.com");
     t.bf.wait_for("the card to show the denial", |c| {

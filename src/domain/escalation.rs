@@ -55,6 +55,17 @@ impl Escalation {
         out
     }
 
+    /// The conversation a channel tells of the escalation in
+    /// (`escalate_channel` for Slack, `escalate_conversation` for Teams),
+    /// if the rule names one for it.
+    pub fn notice_to(&self, channel: &str) -> Option<&str> {
+        match channel {
+            "slack" => self.slack_channel.as_deref(),
+            "teams" => self.teams_conversation.as_deref(),
+            _ => None,
+        }
+    }
+
     /// How the message names the targets: groups by name, users by id.
     pub fn label(&self) -> String {
         self.names
@@ -105,6 +116,17 @@ mod tests {
     #[test]
     fn widening_never_narrows_a_rule_that_lets_anyone_approve() {
         assert!(oncall().widen(&[]).is_empty());
+    }
+
+    #[test]
+    fn each_channel_tells_of_an_escalation_only_where_the_rule_says() {
+        let mut e = oncall();
+        assert_eq!(e.notice_to("slack"), None);
+        e.slack_channel = Some("C0ONCALL".into());
+        e.teams_conversation = Some("19:oncall@thread.tacv2".into());
+        assert_eq!(e.notice_to("slack"), Some("C0ONCALL"));
+        assert_eq!(e.notice_to("teams"), Some("19:oncall@thread.tacv2"));
+        assert_eq!(e.notice_to("console"), None);
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //! set is written to the row and carried by the event, so replay (and
 //! `audit verify`) rebuilds the same approvers; the decision rules then
 //! judge a click from an added person like any other.
+//!
+//! The same write queues the channels' work: every posted message is
+//! updated ("Escalated to oncall at …"), and where the rule names an
+//! `escalate_channel` / `escalate_conversation` a notice goes there
+//! (`<channel>.escalate`), mentioning the people escalation added.
 
 use serde_json::json;
 
@@ -72,6 +77,23 @@ impl App {
                         )
                         .await?;
                         update_channels(ctx, &channels, id).await?;
+                        // Told where the rule says, after the update in the
+                        // request's lane, naming the people it added.
+                        for ch in channels.iter() {
+                            let Some(to) = esc.notice_to(ch) else {
+                                continue;
+                            };
+                            ctx.enqueue(
+                                &format!("{ch}.escalate"),
+                                &format!("{ch}:{id}"),
+                                Some(id),
+                                &json!({
+                                    "request_id": id, "conversation": to, "added": added,
+                                    "label": esc.label(), "after_secs": esc.after.as_secs(),
+                                }),
+                            )
+                            .await?;
+                        }
                         Ok(true)
                     })
                 })

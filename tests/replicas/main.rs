@@ -18,6 +18,7 @@ mod cluster;
 mod everywhere;
 mod outage;
 mod socket_mode;
+mod sweepers;
 mod waking;
 mod writers;
 

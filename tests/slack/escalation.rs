@@ -2,6 +2,7 @@
 //! after it was made has the rule's `escalate_to` added, once, to the
 //! people who may approve it; the required count stays.
 
+use serde_json::json;
 use std::time::Duration;
 
 use crate::helpers::*;
@@ -9,8 +10,9 @@ use crate::support::*;
 
 const APPROVE: &str = "countersign_approve";
 
-/// Dan is named only by escalation; 4s leaves his first click well before it.
-const ESCALATING: &str = "groups:\n  oncall: [user:dan@example.com]\nrules:\n  - name: exports\n    action: db.*\n    effect: require_approval\n    approvers: [user:bob@example.com]\n    escalate_after: 4s\n    escalate_to: [group:oncall]\n";
+/// Dan is named only by escalation; 6s leaves his first click well before
+/// it, even on a loaded machine.
+const ESCALATING: &str = "groups:\n  oncall: [user:dan@example.com]\nrules:\n  - name: exports\n    action: db.*\n    effect: require_approval\n    approvers: [user:bob@example.com]\n    escalate_after: 6s\n    escalate_to: [group:oncall]\n";
 
 #[tokio::test]
 async fn a_person_named_only_by_escalation_may_approve_after_it_and_not_before() {
@@ -65,13 +67,7 @@ async fn a_request_escalates_once_and_keeps_its_required_count() {
     );
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(t.count_kind(&id, "request.escalated").await, 1, "once only");
-    let shown: serde_json::Value = t
-        .app
-        .get(&agent, &format!("/v1/approvals/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let shown: serde_json::Value = t.app.approval(&agent, &id).await;
     assert_eq!(shown["required_approvals"], 2, "the count does not change");
     let approvers: Vec<&str> = shown["approvers"]
         .as_array()
@@ -92,6 +88,72 @@ async fn a_request_decided_before_escalate_after_never_escalates() {
     t.click(BOB, APPROVE, &button(&post, APPROVE).unwrap())
         .await;
     t.wait_update("approved").await;
-    tokio::time::sleep(Duration::from_millis(5500)).await;
+    tokio::time::sleep(Duration::from_millis(7500)).await;
     assert_eq!(t.count_kind(&id, "request.escalated").await, 0);
+}
+
+const TOLD: &str = "groups:\n  oncall: [user:dan@example.com]\nrules:\n  - name: exports\n    action: db.*\n    effect: require_approval\n    approvers: [user:bob@example.com]\n    escalate_after: 1s\n    escalate_to: [group:oncall]\n    escalate_channel: C0ONCALL\n";
+
+#[tokio::test]
+async fn an_escalation_is_announced_in_the_rules_escalate_channel_mentioning_who_was_added() {
+    let t = spawn_slack(Some(TOLD)).await;
+    let agent = t.app.agent().await;
+    let mut body = export_request();
+    body["summary"] = json!("<!channel> *urgent* export, ping <@U0BOB>");
+    let (id, _) = t.create_posted(&agent, body).await;
+
+    let in_oncall = || {
+        t.fake
+            .successes("chat.postMessage")
+            .into_iter()
+            .find(|c| c.body["channel"] == "C0ONCALL")
+    };
+    eventually("the notice in C0ONCALL", || async { in_oncall().is_some() }).await;
+    let notice = in_oncall().unwrap();
+    let text = notice.body["text"].as_str().unwrap();
+    for shown in [
+        "Escalated: db.export on prod/customers",
+        "oncall may now decide it too",
+        // Dan never used Slack here: found by his e-mail address.
+        "<@U0DAN>",
+        &id,
+        &format!("<#{CHANNEL}>"),
+    ] {
+        assert!(text.contains(shown), "{shown} in {text}");
+    }
+    // The agent's summary is shown, inert: no broadcast, no mention, no bold.
+    assert!(!text.contains("<!channel>"), "{text}");
+    assert!(!text.contains("<@U0BOB>"), "{text}");
+    assert!(!text.contains("*urgent*"), "{text}");
+
+    eventually("the notice audited", || async {
+        t.count_kind(&id, "slack.escalation_posted").await == 1
+    })
+    .await;
+    let (_, data) = t
+        .app
+        .events_of(&id, "slack.escalation_posted")
+        .await
+        .remove(0);
+    assert_eq!(data["channel"], "C0ONCALL");
+    assert_eq!(data["mentioned"], json!(["user:dan@example.com"]));
+    let verified = t.cli(&["audit", "verify"]).await;
+    assert!(verified.status.success(), "{verified:?}");
+}
+
+#[tokio::test]
+async fn without_an_escalate_channel_nothing_is_announced() {
+    let t = spawn_slack(Some(QUICK)).await;
+    let agent = t.app.agent().await;
+    let (id, _) = t.create_posted(&agent, export_request()).await;
+    t.wait_update("escalated to oncall at").await;
+    // The escalation's write queued everything it will ever send.
+    let kinds: Vec<String> = t.app.outbox().await.into_iter().map(|e| e.kind).collect();
+    assert!(!kinds.iter().any(|k| k == "slack.escalate"), "{kinds:?}");
+    assert_eq!(
+        t.fake.successes("chat.postMessage").len(),
+        1,
+        "only the request's own message"
+    );
+    assert_eq!(t.count_kind(&id, "slack.escalation_posted").await, 0);
 }

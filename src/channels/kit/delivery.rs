@@ -1,6 +1,9 @@
 //! The outbox handlers of every channel: `<channel>.post` puts a request
 //! needing approval in its conversation, `<channel>.update` rewrites that
-//! same message after every change.
+//! same message after every change; `.remind`, `.escalate` and `.notify`
+//! tell people about it (a reminder in its thread, the escalation notice
+//! in the rule's escalation channel, the outcome to the person an agent
+//! acted for).
 //!
 //! Both run in the request's lane (`<channel>:<id>`), one at a time and in
 //! order, so an update never overtakes its post. Both render the request
@@ -25,6 +28,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::console_link::ConsoleLink;
+use super::escalation_notice::EscalationNotice;
 use super::notice::OutcomeNotice;
 use crate::domain::Principal;
 use crate::outbox::{ChatMessageRef, Deliverer, Delivery, Outbox, OutboxItem};
@@ -113,6 +118,19 @@ pub trait ChatApi: Send + Sync + 'static {
         text: &str,
         who: &[String],
     ) -> Result<(), DeliveryError>;
+    /// Where a message to `conversation`, named by the policy rather than
+    /// by a request (an `escalate_channel`), goes.
+    async fn destination_named(&self, conversation: &str) -> Result<Destination, DeliveryError>;
+    /// Posts the escalation notice to `to`, mentioning `who` (the people
+    /// escalation added, as principals) where the platform can; `original`
+    /// is the request's own message, if it was posted, to point at.
+    async fn announce(
+        &self,
+        to: &Destination,
+        notice: &EscalationNotice,
+        who: &[String],
+        original: Option<&ChatMessage>,
+    ) -> Result<ChatMessage, DeliveryError>;
     /// The platform's command that shows a request in full (`/audit`).
     fn full_text_command(&self) -> &'static str;
     /// Sends `notice` about `a` to `to` in a direct message; `None` when
@@ -141,7 +159,11 @@ pub fn remind_kind(channel: &str) -> String {
     format!("{channel}.remind")
 }
 
-/// Registers the post and update handlers of `api`'s channel.
+pub fn escalate_kind(channel: &str) -> String {
+    format!("{channel}.escalate")
+}
+
+/// Registers every handler of `api`'s channel (post, update, remind, escalate, notify).
 pub fn register<C: ChatApi>(outbox: &mut Outbox, app: &App, api: Arc<C>) {
     let name = api.name();
     let deliverer = Arc::new(ChatDeliverer {
@@ -151,6 +173,7 @@ pub fn register<C: ChatApi>(outbox: &mut Outbox, app: &App, api: Arc<C>) {
     outbox.register(&post_kind(name), deliverer.clone());
     outbox.register(&notify_kind(name), deliverer.clone());
     outbox.register(&remind_kind(name), deliverer.clone());
+    outbox.register(&escalate_kind(name), deliverer.clone());
     outbox.register(&update_kind(name), deliverer);
 }
 
@@ -171,6 +194,8 @@ impl<C: ChatApi> Deliverer for ChatDeliverer<C> {
             self.notify(item, attempt).await
         } else if item.kind == remind_kind(name) {
             self.remind(item, attempt).await
+        } else if item.kind == escalate_kind(name) {
+            self.escalate(item, attempt).await
         } else {
             self.update(item, attempt).await
         };
@@ -273,6 +298,64 @@ impl<C: ChatApi> ChatDeliverer<C> {
         data["attempt"] = json!(attempt);
         Ok(Delivery::Delivered {
             audit: Some((format!("{}.reminded", self.api.name()), data)),
+            message: None,
+        })
+    }
+
+    /// The escalation notice in the rule's `escalate_channel` /
+    /// `escalate_conversation`, naming the people escalation added.
+    async fn escalate(&self, item: &OutboxItem, attempt: i64) -> Result<Delivery, Failure> {
+        let a = self.load(item).await?;
+        // Decided since it escalated: nobody needs to be asked any more.
+        if a.status != crate::domain::Status::Pending {
+            return Ok(nothing());
+        }
+        let payload = item.payload_json();
+        let Some(conversation) = payload["conversation"].as_str() else {
+            let e = DeliveryError::permanent("the escalation row names no conversation");
+            return Err((e, json!({})));
+        };
+        let who: Vec<String> = payload["added"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|p| !a.approvals.iter().any(|d| d.principal == *p))
+            .take(10)
+            .map(str::to_string)
+            .collect();
+        let after = Duration::from_secs(payload["after_secs"].as_u64().unwrap_or(0));
+        let console = ConsoleLink::for_request(&self.app, &a)
+            .await
+            .map_err(|e| (e.into(), json!({})))?;
+        let notice = EscalationNotice::new(
+            &a,
+            payload["label"].as_str().unwrap_or_default(),
+            after,
+            self.api.full_text_command(),
+            console.url.as_deref(),
+        );
+        let original = self.posted(&a).await?;
+        let (conv_key, id_key) = self.api.keys();
+        let at = json!({ conv_key: conversation });
+        let to = self
+            .api
+            .destination_named(conversation)
+            .await
+            .map_err(|e| (e, at.clone()))?;
+        let posted = self
+            .api
+            .announce(&to, &notice, &who, original.as_ref())
+            .await
+            .map_err(|e| (e, at))?;
+        Ok(Delivery::Delivered {
+            audit: Some((
+                format!("{}.escalation_posted", self.api.name()),
+                json!({
+                    conv_key: posted.conversation, id_key: posted.message_id,
+                    "mentioned": who, "attempt": attempt,
+                }),
+            )),
             message: None,
         })
     }

@@ -25,6 +25,8 @@
 //!   [`crate::channels::text`]); a platform escapes and lays them out;
 //! - [`login`]: `audit login`, a one-time sign-in link to the web console;
 //! - [`notice`]: the outcome notice to the human an agent acted for;
+//! - [`escalation_notice`]: the notice in `escalate_channel` /
+//!   `escalate_conversation` when a request escalates;
 //! - [`templates`]: one template loader (compiled-in defaults, the
 //!   override directory, the start-up render of every template).
 
@@ -33,6 +35,7 @@ pub mod binding;
 pub mod console_link;
 pub mod decide;
 pub mod delivery;
+pub mod escalation_notice;
 pub mod event;
 pub mod identity;
 pub mod login;

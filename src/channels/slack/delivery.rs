@@ -12,6 +12,7 @@ use super::identity::slack_names;
 use super::limits::{MAX_FALLBACK, clip, mrkdwn};
 use super::render::{FULL_TEXT_COMMAND, person};
 use crate::channels::kit::delivery::{ChatApi, DeliveryError, Destination};
+use crate::channels::kit::escalation_notice::EscalationNotice;
 use crate::channels::kit::notice::OutcomeNotice;
 use crate::domain::Principal;
 use crate::store::chat_messages::ChatMessage;
@@ -101,6 +102,51 @@ impl ChatApi for Slack {
         Ok(())
     }
 
+    async fn destination_named(&self, conversation: &str) -> Result<Destination, DeliveryError> {
+        Ok(Destination {
+            conversation: conversation.to_string(),
+            extra: None,
+        })
+    }
+
+    async fn announce(
+        &self,
+        to: &Destination,
+        notice: &EscalationNotice,
+        who: &[String],
+        original: Option<&ChatMessage>,
+    ) -> Result<ChatMessage, DeliveryError> {
+        // mrkdwn, each value defused: agent text cannot format or ping;
+        // only the added people become mentions.
+        let mut text = format!("*{}*\n{}", mrkdwn(&notice.title), mrkdwn(&notice.sentence));
+        let mut named = Vec::with_capacity(who.len());
+        for p in who {
+            named.push(self.mention(p).await?);
+        }
+        if !named.is_empty() {
+            text.push_str(&format!(" Added: {}", named.join(", ")));
+        }
+        for (label, value) in &notice.lines {
+            text.push_str(&format!("\n{label}: {}", mrkdwn(value)));
+        }
+        // A channel id is letters and digits; anything else is not linked.
+        if let Some(at) = original.filter(|m| {
+            !m.conversation.is_empty() && m.conversation.chars().all(|c| c.is_ascii_alphanumeric())
+        }) {
+            text.push_str(&format!(
+                "\nDecide on its message in <#{}>.",
+                at.conversation
+            ));
+        }
+        let content = SlackMessageContent::new().with_text(clip(&text, MAX_FALLBACK));
+        let (channel, ts) = self.api.post_message(&to.conversation, content).await?;
+        Ok(ChatMessage {
+            conversation: channel,
+            message_id: ts,
+            extra: None,
+        })
+    }
+
     fn full_text_command(&self) -> &'static str {
         FULL_TEXT_COMMAND
     }
@@ -142,6 +188,19 @@ impl Slack {
             return Ok(None);
         };
         Ok(self.api.lookup_by_email(email).await?)
+    }
+
+    /// A principal as a mention when they have a Slack account (linked
+    /// before, else found by e-mail address), else by name, defused.
+    async fn mention(&self, principal: &str) -> Result<String, DeliveryError> {
+        let user = match Principal::parse(principal) {
+            Ok(p) => self.user_of(&p).await?,
+            Err(_) => None,
+        };
+        let names = user
+            .map(|u| [(principal.to_string(), u)].into_iter().collect())
+            .unwrap_or_default();
+        Ok(person(principal, &names))
     }
 
     /// The request's message, rendered for its current state.

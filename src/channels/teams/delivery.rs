@@ -13,6 +13,7 @@ use super::card::{CONTENT_TYPE, FULL_TEXT_COMMAND, Tone, escape};
 use super::connector::CallError;
 use super::conversations;
 use crate::channels::kit::delivery::{ChatApi, DeliveryError, Destination};
+use crate::channels::kit::escalation_notice::EscalationNotice;
 use crate::channels::kit::notice::OutcomeNotice;
 use crate::channels::kit::view::shown_principal;
 use crate::domain::{Principal, Status};
@@ -100,46 +101,7 @@ impl ChatApi for Teams {
         let service_url = service_url(at.extra.as_ref())
             .or_else(|| self.app.settings.teams.service_url.clone())
             .ok_or_else(|| DeliveryError::permanent("no service URL for the posted card"))?;
-        // Approvers who are members of the card's conversation are
-        // @mentioned (Teams notifies them); the others are named. A
-        // failed member lookup names everyone rather than lose the
-        // reminder, unless it is worth retrying.
-        let members = match self
-            .connector
-            .members(&service_url, &at.conversation)
-            .await
-            .map_err(DeliveryError::from)
-        {
-            Ok(m) => m,
-            Err(e @ DeliveryError::Transient { .. }) => return Err(e),
-            Err(_) => Vec::new(),
-        };
-        let mut named: Vec<String> = Vec::new();
-        let mut entities: Vec<Value> = Vec::new();
-        for p in who {
-            let member = p.strip_prefix("user:").and_then(|email| {
-                members.iter().find(|m| {
-                    m.id.as_deref().is_some_and(|id| !id.is_empty())
-                        && [&m.email, &m.user_principal_name]
-                            .into_iter()
-                            .flatten()
-                            .any(|mail| mail.eq_ignore_ascii_case(email))
-                })
-            });
-            match member {
-                Some(m) => {
-                    let name = escape(m.name.as_deref().unwrap_or(shown_principal(p)), 100);
-                    let tag = format!("<at>{name}</at>");
-                    entities.push(json!({
-                        "type": "mention",
-                        "text": tag,
-                        "mentioned": { "id": m.id, "name": name },
-                    }));
-                    named.push(tag);
-                }
-                None => named.push(escape(shown_principal(p), 200)),
-            }
-        }
+        let (named, entities) = self.mentions(&service_url, &at.conversation, who).await?;
         // A message's text is markdown in Teams: the sentence and every
         // name are escaped; only the mention tags are markup.
         let mut line = escape(text, 1000);
@@ -154,6 +116,61 @@ impl ChatApi for Teams {
             .reply(&service_url, &at.conversation, &at.message_id, &activity)
             .await?;
         Ok(())
+    }
+
+    async fn destination_named(&self, conversation: &str) -> Result<Destination, DeliveryError> {
+        let (conversation, service_url) = conversations::destination(
+            &self.app.store,
+            &self.app.settings.teams,
+            Some(conversation),
+        )
+        .await?
+        .map_err(DeliveryError::permanent)?;
+        Ok(Destination {
+            conversation,
+            extra: Some(json!({ "service_url": service_url })),
+        })
+    }
+
+    async fn announce(
+        &self,
+        to: &Destination,
+        notice: &EscalationNotice,
+        who: &[String],
+        original: Option<&ChatMessage>,
+    ) -> Result<ChatMessage, DeliveryError> {
+        let service_url = service_url(to.extra.as_ref())
+            .ok_or_else(|| DeliveryError::permanent("no service URL for the conversation"))?;
+        let (named, entities) = self.mentions(&service_url, &to.conversation, who).await?;
+        // Markdown: every value escaped, only the mention tags are markup;
+        // a blank line between paragraphs is Teams' line break.
+        let mut text = format!(
+            "**{}**\n\n{}",
+            escape(&notice.title, 300),
+            escape(&notice.sentence, 300)
+        );
+        if !named.is_empty() {
+            text.push_str(&format!(" Added: {}", named.join(", ")));
+        }
+        for (label, value) in &notice.lines {
+            text.push_str(&format!("\n\n{label}: {}", escape(value, 1000)));
+        }
+        if original.is_some() {
+            text.push_str("\n\nDecide on its card in the conversation it was posted to.");
+        }
+        let mut activity = json!({ "type": "message", "text": text });
+        if !entities.is_empty() {
+            activity["entities"] = json!(entities);
+        }
+        let id = self
+            .connector
+            .post(&service_url, &to.conversation, &activity)
+            .await?;
+        Ok(ChatMessage {
+            conversation: to.conversation.clone(),
+            message_id: id,
+            extra: to.extra.clone(),
+        })
     }
 
     fn full_text_command(&self) -> &'static str {
@@ -233,6 +250,58 @@ impl ChatApi for Teams {
 }
 
 impl Teams {
+    /// `who` (principals) as a message names them: members of
+    /// `conversation` are @mentioned (Teams notifies them), the others are
+    /// named. A failed member lookup names everyone rather than lose the
+    /// message, unless it is worth retrying.
+    async fn mentions(
+        &self,
+        service_url: &str,
+        conversation: &str,
+        who: &[String],
+    ) -> Result<(Vec<String>, Vec<Value>), DeliveryError> {
+        if who.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let members = match self
+            .connector
+            .members(service_url, conversation)
+            .await
+            .map_err(DeliveryError::from)
+        {
+            Ok(m) => m,
+            Err(e @ DeliveryError::Transient { .. }) => return Err(e),
+            Err(_) => Vec::new(),
+        };
+        let mut named: Vec<String> = Vec::new();
+        let mut entities: Vec<Value> = Vec::new();
+        for p in who {
+            let member = p.strip_prefix("user:").and_then(|email| {
+                members.iter().find(|m| {
+                    m.id.as_deref().is_some_and(|id| !id.is_empty())
+                        && [&m.email, &m.user_principal_name]
+                            .into_iter()
+                            .flatten()
+                            .any(|mail| mail.eq_ignore_ascii_case(email))
+                })
+            });
+            match member {
+                Some(m) => {
+                    let name = escape(m.name.as_deref().unwrap_or(shown_principal(p)), 100);
+                    let tag = format!("<at>{name}</at>");
+                    entities.push(json!({
+                        "type": "mention",
+                        "text": tag,
+                        "mentioned": { "id": m.id, "name": name },
+                    }));
+                    named.push(tag);
+                }
+                None => named.push(escape(shown_principal(p), 200)),
+            }
+        }
+        Ok((named, entities))
+    }
+
     /// The request's card in a message activity, for its current state.
     async fn message(&self, a: &Approval) -> Result<Value, DeliveryError> {
         let console =

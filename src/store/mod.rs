@@ -54,6 +54,8 @@ pub mod import;
 pub mod keys;
 pub mod outbox;
 pub mod permits;
+#[cfg(test)]
+mod plans;
 pub mod postgres;
 pub mod requests;
 pub mod socket_envelopes;

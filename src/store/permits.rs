@@ -8,12 +8,16 @@ use uuid::Uuid;
 use super::{Store, WriteCtx};
 use crate::error::AppResult;
 
+pub(super) const ISSUED_SQLITE: &str = "SELECT data FROM audit_events WHERE request_id = ? AND +kind = 'permit.issued' ORDER BY seq LIMIT 1";
+
 /// The `data` of the `permit.issued` event for a request, if one was issued.
 /// Read from the trail, not from a table of its own, so what is served is
-/// what the chain holds.
+/// what the chain holds. `+kind` keeps SQLite on the request's index (a
+/// request has a handful of events); on the kind's it would read every
+/// permit ever issued.
 pub async fn issued_claims(store: &Store, request_id: Uuid) -> AppResult<Option<String>> {
     Ok(on!(store.db(),
-        sqlite: "SELECT data FROM audit_events WHERE request_id = ? AND kind = 'permit.issued' ORDER BY seq LIMIT 1",
+        sqlite: ISSUED_SQLITE,
         postgres: "SELECT data FROM audit_events WHERE request_id = $1 AND kind = 'permit.issued' ORDER BY seq LIMIT 1",
         |sql, e| sqlx::query_scalar::<_, String>(sql)
             .bind(request_id.to_string())

@@ -364,14 +364,20 @@ pub async fn load_checked(ctx: &mut WriteCtx, id: Uuid) -> AppResult<Option<Appr
     Ok(Some(approval))
 }
 
+pub(super) const STEP_UP_SQLITE: &str = "SELECT seq, ts, actor, request_id, action, kind, data, prev_hash, hash \
+     FROM audit_events WHERE request_id = ? AND +kind = 'policy.evaluated'";
+
 /// Whether a request's rule asked for a console decision, as its
 /// `policy.evaluated` event records it (`"step_up": "console"`). The
 /// pages and chat messages that show the mark read it here too.
+///
+/// `+kind` keeps SQLite on the request's index: without statistics it
+/// would pick the kind's and read the `policy.evaluated` of every request
+/// ever made, for every message rendered.
 pub async fn step_up_of(store: &Store, id: Uuid) -> AppResult<bool> {
     let id = id.to_string();
     let events = on!(store.db(),
-        sqlite: "SELECT seq, ts, actor, request_id, action, kind, data, prev_hash, hash \
-                 FROM audit_events WHERE request_id = ? AND kind = 'policy.evaluated'",
+        sqlite: STEP_UP_SQLITE,
         postgres: "SELECT seq, ts, actor, request_id, action, kind, data, prev_hash, hash \
                    FROM audit_events WHERE request_id = $1 AND kind = 'policy.evaluated'",
         |sql, e| sqlx::query_as::<_, StoredEvent>(sql).bind(&id).fetch_all(e).await?);
@@ -829,10 +835,12 @@ pub async fn action_of(ctx: &mut WriteCtx, id: Uuid) -> AppResult<Option<String>
 
 /// Pending requests whose deadline is at or before `now`, earliest first,
 /// at most `limit` of them (the expiry sweeper's batch).
+pub(super) const OVERDUE_SQLITE: &str = "SELECT id FROM approval_requests INDEXED BY approval_requests_pending_expiry \
+     WHERE status = 'pending' AND expires_at <= ? ORDER BY expires_at LIMIT ?";
+
 pub async fn overdue(ctx: &mut WriteCtx, now: &str, limit: u32) -> AppResult<Vec<Uuid>> {
     let ids: Vec<String> = on!(ctx.db(),
-        sqlite: "SELECT id FROM approval_requests WHERE status = 'pending' AND expires_at <= ? \
-                 ORDER BY expires_at LIMIT ?",
+        sqlite: OVERDUE_SQLITE,
         postgres: "SELECT id::text FROM approval_requests WHERE status = 'pending' \
                    AND expires_at <= $1::timestamptz ORDER BY expires_at LIMIT $2",
         |sql, e| sqlx::query_scalar(sql)
@@ -846,9 +854,12 @@ pub async fn overdue(ctx: &mut WriteCtx, now: &str, limit: u32) -> AppResult<Vec
 }
 
 /// The earliest deadline among pending requests, if any is pending.
+pub(super) const NEXT_DEADLINE_SQLITE: &str = "SELECT MIN(expires_at) FROM approval_requests \
+     INDEXED BY approval_requests_pending_expiry WHERE status = 'pending'";
+
 pub async fn next_deadline(store: &Store) -> AppResult<Option<chrono::DateTime<chrono::Utc>>> {
     let next: Option<String> = on!(store.db(),
-        sqlite: "SELECT MIN(expires_at) FROM approval_requests WHERE status = 'pending'",
+        sqlite: NEXT_DEADLINE_SQLITE,
         postgres: "SELECT cs_ts(MIN(expires_at)) FROM approval_requests WHERE status = 'pending'",
         |sql, e| sqlx::query_scalar(sql).fetch_one(e).await?);
     Ok(next.as_deref().and_then(crate::clock::parse))

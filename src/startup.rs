@@ -113,7 +113,7 @@ impl Server {
             begun.cancelled().await;
             stopping.cancel();
         });
-        serve_http1(
+        serve_http(
             self.listener,
             self.router,
             self.app.settings.network.clone(),
@@ -133,18 +133,24 @@ impl Server {
     }
 }
 
-/// Accepts HTTP/1.1 connections until `shutdown`, then lets the ones in
-/// flight finish (long-polls answer at once: `App::stopping`).
+/// Accepts HTTP/1.1 and HTTP/2 (cleartext, prior knowledge: h2c)
+/// connections on one port until `shutdown`, then lets the ones in flight
+/// finish (long-polls answer at once: `App::stopping`).
 ///
-/// Served with hyper's builder rather than `axum::serve` for two settings
-/// it does not expose: the read buffer is capped at hyper's minimum (8 KiB)
-/// instead of growing to 16 KiB and more, which is most of what a parked
-/// long-poll costs, and `TCP_NODELAY`, so small answers leave at once.
+/// Served with hyper's builder rather than `axum::serve` for settings it
+/// does not expose: HTTP/1's read buffer is capped at hyper's minimum
+/// (8 KiB) instead of growing to 16 KiB and more, which is most of what a
+/// parked long-poll costs on its own connection, and `TCP_NODELAY`, so
+/// small answers leave at once. An agent that holds many waits can hold
+/// them as streams of one HTTP/2 connection instead (at most
+/// [`MAX_STREAMS`] each), not a connection, a descriptor and a slot of the
+/// cap per wait (docs/BENCH.md, g.h2, for what a stream costs).
 ///
 /// Each connection takes a permit of the cap before it is accepted and
 /// runs beside its watchdog (header and idle timeouts, closing under
-/// pressure): see [`crate::net::connections`].
-async fn serve_http1(
+/// pressure): see [`crate::net::connections`]. An HTTP/2 connection is
+/// idle when none of its streams is in flight.
+async fn serve_http(
     listener: TcpListener,
     router: Router,
     settings: NetworkSettings,
@@ -164,13 +170,20 @@ async fn serve_http1(
     let gate = Gate::new(cap);
     let settings = Arc::new(settings);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = hyper::server::conn::http1::Builder::new();
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
     // The watchdog times heads and idleness; hyper's header timer (which
     // would also cut idle keep-alives) stays off.
     builder
+        .http1()
         .max_buf_size(8 * 1024)
         .keep_alive(true)
         .header_read_timeout(None);
+    // The same 8 KiB of headers HTTP/1 accepts.
+    builder
+        .http2()
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_header_list_size(8 * 1024);
     loop {
         let permit = tokio::select! {
             p = gate.admit() => p,
@@ -192,7 +205,7 @@ async fn serve_http1(
         let state = ConnState::new(peer);
         let service = ConnService::new(router.clone(), state.clone(), settings.header_timeout);
         let io = TokioIo::new(Watched::new(stream, state.clone()));
-        let connection = graceful.watch(builder.serve_connection(io, service));
+        let connection = graceful.watch(builder.serve_connection(io, service).into_owned());
         let settings = settings.clone();
         let gate = gate.clone();
         tokio::spawn(async move {
@@ -210,6 +223,11 @@ async fn serve_http1(
     drop(listener);
     graceful.shutdown().await;
 }
+
+/// Streams one HTTP/2 connection may have open at once (hyper's default,
+/// said here so it is a decision): the connection cap times this bounds
+/// the requests in flight.
+pub const MAX_STREAMS: u32 = 200;
 
 /// Cancels `token` on SIGTERM or Ctrl-C; reloads the policy on SIGHUP.
 pub fn handle_signals(app: App, token: CancellationToken) {

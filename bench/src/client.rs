@@ -1,5 +1,5 @@
-//! The load client: plain HTTP/1.1 keep-alive connections driven by hyper's
-//! connection API (no pool, no redirects, no per-request allocations beyond
+//! The load client: plain HTTP/1.1 keep-alive connections (and, for g.h2,
+//! HTTP/2 ones) driven by hyper's connection API (no pool, no redirects, no per-request allocations beyond
 //! the request itself), so as little of the machine as possible goes to the
 //! client. Every connection runs a closed loop: send, read the whole answer,
 //! record the latency, send the next.
@@ -75,6 +75,51 @@ impl Conn {
             );
         }
         Ok(body)
+    }
+}
+
+/// One HTTP/2 connection (cleartext, prior knowledge); clones share it,
+/// each request on a stream of its own, as many at once as the server's
+/// `SETTINGS_MAX_CONCURRENT_STREAMS` lets (more wait for a free stream).
+#[derive(Clone)]
+pub struct H2Conn {
+    addr: SocketAddr,
+    sender: hyper::client::conn::http2::SendRequest<Body>,
+}
+
+impl H2Conn {
+    pub async fn open(addr: SocketAddr) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(stream),
+        )
+        .await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Self { addr, sender })
+    }
+
+    /// Sends one request (built by [`Api`]) on a new stream and reads the
+    /// whole answer. HTTP/2 names the host in `:authority`, so the path
+    /// becomes an absolute URI and the `host` header goes.
+    pub async fn send(&self, req: Request<Body>) -> anyhow::Result<(StatusCode, Bytes)> {
+        let (mut parts, body) = req.into_parts();
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        parts.uri = format!("http://{}{path}", self.addr).parse()?;
+        parts.headers.remove(hyper::header::HOST);
+        let mut sender = self.sender.clone();
+        sender.ready().await?;
+        let resp = sender
+            .send_request(Request::from_parts(parts, body))
+            .await?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok((status, body))
     }
 }
 

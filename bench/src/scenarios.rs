@@ -12,7 +12,7 @@ use rand::Rng;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::client::{Api, Conn, Load, Outcome, closed_loop, histogram};
+use crate::client::{Api, Conn, H2Conn, Load, Outcome, closed_loop, histogram};
 use crate::floor::Mix;
 use crate::report::Row;
 use crate::seed::Seeded;
@@ -614,7 +614,12 @@ pub async fn settle(ctx: &Ctx) -> anyhow::Result<(u64, Duration)> {
 
 /// g. RSS with `n` agents long-polling pending requests at once, then all
 /// of them approved and answered.
-pub async fn long_polls(ctx: &Arc<Ctx>, service: &Service, n: usize) -> anyhow::Result<Row> {
+pub async fn long_polls(
+    ctx: &Arc<Ctx>,
+    service: &Service,
+    n: usize,
+    over: Transport,
+) -> anyhow::Result<Row> {
     // The pending requests, made at full speed.
     let per = n.div_ceil(64);
     let mut makers = vec![];
@@ -639,24 +644,36 @@ pub async fn long_polls(ctx: &Arc<Ctx>, service: &Service, n: usize) -> anyhow::
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = service.rss()?;
 
-    // n connections, each long-polling one request; a few hundred connect
-    // at a time so the listen backlog never overflows.
+    // HTTP/1: n connections, each long-polling one request; a few hundred
+    // connect at a time so the listen backlog never overflows. HTTP/2: as
+    // few connections as the server's stream limit allows, each holding
+    // that many waits as streams.
     let gate = Arc::new(tokio::sync::Semaphore::new(256));
+    let mut shared = Vec::new();
+    if over == Transport::Http2 {
+        for _ in 0..n.div_ceil(H2_STREAMS) {
+            shared.push(H2Conn::open(ctx.api.addr).await?);
+        }
+    }
     let mut waiters = Vec::with_capacity(n);
-    for id in &ids {
+    for (i, id) in ids.iter().enumerate() {
         let ctx = ctx.clone();
         let gate = gate.clone();
         let id = *id;
+        let h2 = (!shared.is_empty()).then(|| shared[i % shared.len()].clone());
         waiters.push(tokio::spawn(async move {
-            let permit = gate.acquire_owned().await?;
-            let mut conn = Conn::open(ctx.api.addr).await?;
-            drop(permit);
-            let (status, body) = conn
-                .send(
-                    ctx.api
-                        .get(&format!("/v1/approvals/{id}?wait=60"), Some(&ctx.agent)),
-                )
-                .await?;
+            let poll = ctx
+                .api
+                .get(&format!("/v1/approvals/{id}?wait=60"), Some(&ctx.agent));
+            let (status, body) = match h2 {
+                Some(conn) => conn.send(poll).await?,
+                None => {
+                    let permit = gate.acquire_owned().await?;
+                    let mut conn = Conn::open(ctx.api.addr).await?;
+                    drop(permit);
+                    conn.send(poll).await?
+                }
+            };
             let v: Value = serde_json::from_slice(&body)?;
             Ok::<_, anyhow::Error>(status == StatusCode::OK && v["status"] == "approved")
         }));
@@ -711,9 +728,19 @@ pub async fn long_polls(ctx: &Arc<Ctx>, service: &Service, n: usize) -> anyhow::
     }
     let released = t.elapsed();
     let delta = during.saturating_sub(before);
+    let (id, scenario) = match over {
+        Transport::Http1 => ("g.10k", format!("RSS added by {n} concurrent long-polls")),
+        Transport::Http2 => (
+            "g.h2",
+            format!(
+                "RSS added by {n} long-polls as streams of {} HTTP/2 connections",
+                shared.len()
+            ),
+        ),
+    };
     Ok(memory_row(
-        "g.10k",
-        &format!("RSS added by {n} concurrent long-polls"),
+        id,
+        &scenario,
         delta,
         100.0,
         format!(
@@ -727,6 +754,19 @@ pub async fn long_polls(ctx: &Arc<Ctx>, service: &Service, n: usize) -> anyhow::
         ),
     ))
 }
+
+/// How g's agents hold their waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// One HTTP/1.1 connection per wait.
+    Http1,
+    /// Streams of shared HTTP/2 connections, [`H2_STREAMS`] to each.
+    Http2,
+}
+
+/// The streams the service lets one HTTP/2 connection have open
+/// (`countersign::startup::MAX_STREAMS`).
+const H2_STREAMS: usize = countersign::startup::MAX_STREAMS as usize;
 
 /// h. `countersign hook claude-code` on the allowed path, timed as Claude
 /// Code pays for it: a whole process per tool call (start, read stdin, one

@@ -286,3 +286,93 @@ async fn beyond_the_connection_cap_a_client_waits_in_the_backlog_until_a_connect
         assert_eq!(p.await.unwrap(), 200);
     }
 }
+
+#[tokio::test]
+async fn an_agent_holds_many_long_polls_as_streams_of_one_http2_connection() {
+    // A cap of one connection: everything below shares it, or hangs.
+    let app = spawn_with(|s| s.network.max_connections = Some(1)).await;
+    let (agent, bob) = (app.agent().await, app.human("bob@example.com").await);
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let res = h2
+            .post(app.url("/v1/approvals"))
+            .bearer_auth(&agent)
+            .json(&export_request())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.version(), reqwest::Version::HTTP_2);
+        assert_eq!(res.status(), 201);
+        let v: serde_json::Value = res.json().await.unwrap();
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    let polls: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let req = h2
+                .get(app.url(&format!("/v1/approvals/{id}?wait=20")))
+                .bearer_auth(&agent);
+            tokio::spawn(async move { req.send().await.unwrap().json::<serde_json::Value>().await })
+        })
+        .collect();
+    for _ in 0..200 {
+        if app.app.store.waiters.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.app.store.waiters.len(), 3, "three waits parked at once");
+    // Decided over the same connection, while the three waits hold it.
+    for id in &ids {
+        let res = h2
+            .post(app.url(&format!("/v1/approvals/{id}/decisions")))
+            .bearer_auth(&bob)
+            .json(&serde_json::json!({ "verdict": "approve" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    for p in polls {
+        assert_eq!(p.await.unwrap().unwrap()["status"], "approved");
+    }
+}
+
+#[tokio::test]
+async fn an_http2_request_with_more_than_8_kib_of_headers_is_refused_as_over_http1() {
+    let app = spawn_app().await;
+    let agent = app.agent().await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let ok = h2
+        .get(app.url("/healthz"))
+        .header("x-padding", "a".repeat(4 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let big = h2
+        .get(app.url("/v1/approvals"))
+        .bearer_auth(&agent)
+        .header("x-padding", "a".repeat(9 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), 431);
+    let http1 = app
+        .client
+        .get(app.url("/v1/approvals"))
+        .bearer_auth(&agent)
+        .header("x-padding", "a".repeat(9 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(http1.status(), 431);
+}

@@ -2,10 +2,11 @@
 //! the outbox handlers and channel routers, bind, serve, shut down cleanly.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::Router;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{NetworkSettings, Settings};
@@ -170,20 +171,19 @@ async fn serve_http(
     let gate = Gate::new(cap);
     let settings = Arc::new(settings);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder =
-        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
     // The watchdog times heads and idleness; hyper's header timer (which
     // would also cut idle keep-alives) stays off.
-    builder
-        .http1()
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
         .max_buf_size(8 * 1024)
         .keep_alive(true)
         .header_read_timeout(None);
     // The same 8 KiB of headers HTTP/1 accepts.
-    builder
-        .http2()
+    let mut http2 = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+    http2
         .max_concurrent_streams(MAX_STREAMS)
         .max_header_list_size(8 * 1024);
+    let (http1, http2) = (Arc::new(http1), Arc::new(http2));
     loop {
         let permit = tokio::select! {
             p = gate.admit() => p,
@@ -204,24 +204,56 @@ async fn serve_http(
         let _ = stream.set_nodelay(true);
         let state = ConnState::new(peer);
         let service = ConnService::new(router.clone(), state.clone(), settings.header_timeout);
-        let io = TokioIo::new(Watched::new(stream, state.clone()));
-        let connection = graceful.watch(builder.serve_connection(io, service).into_owned());
-        let settings = settings.clone();
-        let gate = gate.clone();
+        let watcher = graceful.watcher();
+        let (settings, gate) = (settings.clone(), gate.clone());
+        let (http1, http2) = (http1.clone(), http2.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            tokio::pin!(connection);
-            tokio::select! {
-                ended = &mut connection => if let Err(e) = ended {
+            let serve = async {
+                // Each protocol's connection in a box of its own size:
+                // hyper_util's auto builder holds both inline, so every
+                // HTTP/1 connection (every parked long-poll) would pay
+                // for HTTP/2's state too.
+                let h2 = starts_with_h2_preface(&stream).await;
+                let io = TokioIo::new(Watched::new(stream, state.clone()));
+                let connection: Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>> = if h2 {
+                    Box::pin(watcher.watch(http2.serve_connection(io, service)))
+                } else {
+                    Box::pin(watcher.watch(http1.serve_connection(io, service)))
+                };
+                if let Err(e) = connection.await {
                     tracing::debug!(error = %e, "connection ended with an error");
-                },
-                // Dropping the connection closes the socket.
+                }
+            };
+            tokio::select! {
+                _ = serve => {}
+                // Dropping the connection closes the socket. The watchdog
+                // also times a client that never sends its first bytes.
                 _ = state.watchdog(&settings, &gate) => {}
             }
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Whether a new connection opens with HTTP/2's preface (`PRI *
+/// HTTP/2.0…`), which no HTTP/1 request line can start with. Peeks, so
+/// the bytes stay for hyper; waits for the first four (a client that
+/// trickles them is timed by the watchdog), and a closed or failing
+/// socket is left to HTTP/1 to find out.
+async fn starts_with_h2_preface(stream: &TcpStream) -> bool {
+    let mut head = [0u8; 4];
+    loop {
+        match stream.peek(&mut head).await {
+            Ok(n) if n >= head.len() => return &head == b"PRI ",
+            Ok(n) if n > 0 && b"PRI "[..n] == head[..n] => {
+                // Part of a preface: peek again once more has arrived.
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            _ => return false,
+        }
+    }
 }
 
 /// Streams one HTTP/2 connection may have open at once (hyper's default,

@@ -129,6 +129,22 @@ async fn a_client_that_opens_a_connection_and_sends_nothing_is_disconnected() {
 }
 
 #[tokio::test]
+async fn a_client_that_sends_half_of_http2s_preface_and_stops_is_disconnected() {
+    let app = spawn_with(|s| s.network.header_timeout = Duration::from_secs(1)).await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    stream.write_all(b"PR").await.unwrap();
+    assert!(
+        read_until_closed(&mut stream, Duration::from_secs(8))
+            .await
+            .is_some(),
+        "a connection stuck in its first bytes was kept open"
+    );
+    // The service is none the worse for it.
+    let res = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let app = spawn_with(|s| s.network.idle_timeout = Duration::from_secs(1)).await;
     let mut stream = TcpStream::connect(app.addr).await.unwrap();

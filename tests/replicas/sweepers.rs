@@ -18,7 +18,9 @@ fn count(export: &str, id: &str, kind: &str) -> usize {
         .count()
 }
 
-#[tokio::test]
+// Multi-threaded: the fake Slack must keep answering the replicas while
+// this test blocks on the CLI's exports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_remind_each_request_remind_max_times_and_escalate_it_once() {
     let _one = crate::SERIAL.lock().await;
     let fake = FakeSlack::start().await;
@@ -48,7 +50,7 @@ async fn three_replicas_remind_each_request_remind_max_times_and_escalate_it_onc
         ids.push(cluster.replicas[i % 3].create(&client, &agent).await);
     }
 
-    let deadline = Instant::now() + Duration::from_secs(40);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let export = cluster.cli(&["audit", "export"]);
         let done = ids.iter().all(|id| {
@@ -59,7 +61,7 @@ async fn three_replicas_remind_each_request_remind_max_times_and_escalate_it_onc
             break;
         }
         assert!(Instant::now() < deadline, "the sweeps never finished");
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // Two more sweeps of every replica: nothing is due any more.
     tokio::time::sleep(Duration::from_millis(2500)).await;

@@ -92,6 +92,22 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+/// SQLite's writer runs on rusqlite (`store::stmt`). A lock another
+/// process held past the busy timeout is a 503 the caller may retry;
+/// anything else is a 500 whose text stays in the log.
+impl From<rusqlite::Error> for AppError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+        match e.sqlite_error_code() {
+            Some(DatabaseBusy | DatabaseLocked) => {
+                tracing::warn!(error = %e, "the database stayed locked");
+                AppError::Unavailable(DB_UNAVAILABLE.into())
+            }
+            _ => AppError::Internal(anyhow::anyhow!("database error: {e}")),
+        }
+    }
+}
+
 impl AppError {
     pub fn status_code(&self) -> StatusCode {
         match self {

@@ -18,6 +18,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+sqlite_row!(StoredEvent {
+    seq,
+    ts,
+    actor,
+    request_id,
+    action,
+    kind,
+    data,
+    prev_hash,
+    hash
+});
+
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One stored event, as read back from the database or an export.

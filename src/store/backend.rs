@@ -44,8 +44,9 @@ impl<S, P> Db<S, P> {
 
 /// The read pool.
 pub type Pool = Db<SqlitePool, PgPool>;
-/// The writer's connection.
-pub type Conn = Db<SqliteConnection, PgConnection>;
+/// The writer's connection: rusqlite's on SQLite, owned by the writer's
+/// thread (see `super::stmt`), sqlx's on PostgreSQL.
+pub type Conn = Db<rusqlite::Connection, PgConnection>;
 /// A read transaction.
 pub type ReadTx =
     Db<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Transaction<'static, sqlx::Postgres>>;

@@ -45,22 +45,16 @@ pub async fn record(
     channel: &str,
     m: &ChatMessage,
 ) -> AppResult<()> {
-    on!(ctx.db(),
+    ctx.exec(stmt!(
         sqlite: "INSERT INTO chat_messages (request_id, channel, conversation, message_id, extra) VALUES (?, ?, ?, ?, ?) \
-                 ON CONFLICT (request_id, channel) DO UPDATE SET conversation = excluded.conversation, \
-                 message_id = excluded.message_id, extra = excluded.extra",
+            ON CONFLICT (request_id, channel) DO UPDATE SET conversation = excluded.conversation, \
+            message_id = excluded.message_id, extra = excluded.extra",
         postgres: "INSERT INTO chat_messages (request_id, channel, conversation, message_id, extra) \
-                   VALUES ($1::uuid, $2, $3, $4, $5) \
-                   ON CONFLICT (request_id, channel) DO UPDATE SET conversation = excluded.conversation, \
-                   message_id = excluded.message_id, extra = excluded.extra",
-        |sql, e| sqlx::query(sql)
-            .bind(request_id.to_string())
-            .bind(channel)
-            .bind(&m.conversation)
-            .bind(&m.message_id)
-            .bind(m.extra.as_ref().map(Value::to_string))
-            .execute(e)
-            .await?
-            .rows_affected());
+            VALUES ($1::uuid, $2, $3, $4, $5) \
+            ON CONFLICT (request_id, channel) DO UPDATE SET conversation = excluded.conversation, \
+            message_id = excluded.message_id, extra = excluded.extra",
+        [request_id.to_string(), channel, &m.conversation, &m.message_id, m.extra.as_ref().map(Value::to_string)],
+    ))
+        .await?;
     Ok(())
 }

@@ -85,12 +85,13 @@ pub async fn publish(
     sinks: &[Sink],
     after: Option<i64>,
 ) -> AppResult<Option<i64>> {
-    let head: Option<(i64, String, String, String, String)> = on!(ctx.db(),
+    let head: Option<(i64, String, String, String, String)> = ctx.row(stmt!(
         sqlite: "SELECT s.seq, s.hash, e.ts, s.signature, s.public_key FROM audit_signatures s \
-                 JOIN audit_events e ON e.seq = s.seq ORDER BY s.seq DESC LIMIT 1",
+            JOIN audit_events e ON e.seq = s.seq ORDER BY s.seq DESC LIMIT 1",
         postgres: "SELECT s.seq, s.hash, e.ts, s.signature, s.public_key FROM audit_signatures s \
-                   JOIN audit_events e ON e.seq = s.seq ORDER BY s.seq DESC LIMIT 1",
-        |sql, e| sqlx::query_as(sql).fetch_optional(e).await?);
+            JOIN audit_events e ON e.seq = s.seq ORDER BY s.seq DESC LIMIT 1",
+    ))
+        .await?;
     let Some((seq, hash, ts, signature, key_id)) = head else {
         return Ok(None);
     };
@@ -108,12 +109,14 @@ pub async fn publish(
     let now = ctx.now_str();
     for sink in sinks {
         let why = format!("superseded by the head at seq {seq}");
-        on!(ctx.db(),
+        ctx.exec(stmt!(
             sqlite: "UPDATE outbox SET done_at = ?, outcome = 'superseded', last_error = ? \
-                     WHERE kind = ? AND done_at IS NULL",
+                WHERE kind = ? AND done_at IS NULL",
             postgres: "UPDATE outbox SET done_at = $1::timestamptz, outcome = 'superseded', last_error = $2, \
-                       locked_by = NULL, locked_until = NULL WHERE kind = $3 AND done_at IS NULL",
-            |sql, e| sqlx::query(sql).bind(&now).bind(&why).bind(sink.kind()).execute(e).await?.rows_affected());
+                locked_by = NULL, locked_until = NULL WHERE kind = $3 AND done_at IS NULL",
+            [&now, &why, sink.kind()],
+        ))
+        .await?;
         ctx.enqueue(sink.kind(), sink.kind(), None, &payload)
             .await?;
     }

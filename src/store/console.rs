@@ -27,11 +27,13 @@ pub async fn create_link(
 ) -> AppResult<()> {
     let now = ctx.now_str();
     let expires = clock::fmt(expires_at);
-    on!(ctx.db(),
+    ctx.exec(stmt!(
         sqlite: "INSERT INTO console_login_links (token_hash, principal, created_at, expires_at) VALUES (?, ?, ?, ?)",
         postgres: "INSERT INTO console_login_links (token_hash, principal, created_at, expires_at) \
-                   VALUES ($1, $2, $3::timestamptz, $4::timestamptz)",
-        |sql, e| sqlx::query(sql).bind(token_hash).bind(principal.as_str()).bind(&now).bind(&expires).execute(e).await?.rows_affected());
+            VALUES ($1, $2, $3::timestamptz, $4::timestamptz)",
+        [token_hash, principal.as_str(), &now, &expires],
+    ))
+        .await?;
     Ok(())
 }
 
@@ -75,18 +77,23 @@ pub async fn link_state(
 /// unknown, already used or expired (at the batch's clock).
 pub async fn consume_link(ctx: &mut WriteCtx, token_hash: &str) -> AppResult<Option<Principal>> {
     let now = ctx.now_str();
-    let used = on!(ctx.db(),
+    let used = ctx.exec(stmt!(
         sqlite: "UPDATE console_login_links SET used_at = ?1 WHERE token_hash = ?2 AND used_at IS NULL AND expires_at > ?1",
         postgres: "UPDATE console_login_links SET used_at = $1::timestamptz \
-                   WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1::timestamptz",
-        |sql, e| sqlx::query(sql).bind(&now).bind(token_hash).execute(e).await?.rows_affected());
+            WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1::timestamptz",
+        [&now, token_hash],
+    ))
+        .await?;
     if used != 1 {
         return Ok(None);
     }
-    let p: Option<String> = on!(ctx.db(),
-        sqlite: "SELECT principal FROM console_login_links WHERE token_hash = ?",
-        postgres: "SELECT principal FROM console_login_links WHERE token_hash = $1",
-        |sql, e| sqlx::query_scalar(sql).bind(token_hash).fetch_optional(e).await?);
+    let p: Option<String> = ctx
+        .scalar(stmt!(
+            sqlite: "SELECT principal FROM console_login_links WHERE token_hash = ?",
+            postgres: "SELECT principal FROM console_login_links WHERE token_hash = $1",
+            [token_hash],
+        ))
+        .await?;
     Ok(p.and_then(|p| Principal::parse(&p).ok()))
 }
 
@@ -133,15 +140,15 @@ pub async fn create_session(ctx: &mut WriteCtx, s: &NewSession<'_>) -> AppResult
         clock::fmt(s.idle_expires),
         clock::fmt(s.expires_at),
     );
-    on!(ctx.db(),
+    ctx.exec(stmt!(
         sqlite: "INSERT INTO console_sessions (token_hash, principal, method, auth_time, created_at, last_seen, \
-                 idle_expires, expires_at, csrf_secret, scopes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            idle_expires, expires_at, csrf_secret, scopes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         postgres: "INSERT INTO console_sessions (token_hash, principal, method, auth_time, created_at, last_seen, \
-                   idle_expires, expires_at, csrf_secret, scopes) VALUES ($1, $2, $3, $4::timestamptz, $5::timestamptz, \
-                   $6::timestamptz, $7::timestamptz, $8::timestamptz, $9, $10)",
-        |sql, e| sqlx::query(sql).bind(s.token_hash).bind(s.principal.as_str()).bind(s.method).bind(&auth)
-            .bind(&now).bind(&now).bind(&idle).bind(&exp).bind(s.csrf_secret).bind(s.scopes)
-            .execute(e).await?.rows_affected());
+            idle_expires, expires_at, csrf_secret, scopes) VALUES ($1, $2, $3, $4::timestamptz, $5::timestamptz, \
+            $6::timestamptz, $7::timestamptz, $8::timestamptz, $9, $10)",
+        [s.token_hash, s.principal.as_str(), s.method, &auth, &now, &now, &idle, &exp, s.csrf_secret, s.scopes],
+    ))
+        .await?;
     Ok(())
 }
 
@@ -163,21 +170,25 @@ pub async fn touch_session(
 ) -> AppResult<()> {
     let now = ctx.now_str();
     let idle = clock::fmt(idle_expires);
-    on!(ctx.db(),
+    ctx.exec(stmt!(
         sqlite: "UPDATE console_sessions SET last_seen = ?, idle_expires = MIN(?, expires_at) \
-                 WHERE token_hash = ? AND ended_at IS NULL",
+            WHERE token_hash = ? AND ended_at IS NULL",
         postgres: "UPDATE console_sessions SET last_seen = $1::timestamptz, idle_expires = LEAST($2::timestamptz, expires_at) \
-                   WHERE token_hash = $3 AND ended_at IS NULL",
-        |sql, e| sqlx::query(sql).bind(&now).bind(&idle).bind(token_hash).execute(e).await?.rows_affected());
+            WHERE token_hash = $3 AND ended_at IS NULL",
+        [&now, &idle, token_hash],
+    ))
+        .await?;
     Ok(())
 }
 
 /// Ends a session (logout); false if it was not live.
 pub async fn end_session(ctx: &mut WriteCtx, token_hash: &str) -> AppResult<bool> {
     let now = ctx.now_str();
-    let n = on!(ctx.db(),
+    let n = ctx.exec(stmt!(
         sqlite: "UPDATE console_sessions SET ended_at = ? WHERE token_hash = ? AND ended_at IS NULL",
         postgres: "UPDATE console_sessions SET ended_at = $1::timestamptz WHERE token_hash = $2 AND ended_at IS NULL",
-        |sql, e| sqlx::query(sql).bind(&now).bind(token_hash).execute(e).await?.rows_affected());
+        [&now, token_hash],
+    ))
+        .await?;
     Ok(n > 0)
 }

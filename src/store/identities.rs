@@ -42,21 +42,26 @@ pub async fn list(store: &Store) -> AppResult<Vec<Link>> {
 /// Links `external` to `principal`, replacing any earlier link of it.
 pub async fn link(ctx: &mut WriteCtx, external: &str, principal: &Principal) -> AppResult<()> {
     let now = ctx.now_str();
-    on!(ctx.db(),
+    ctx.exec(stmt!(
         sqlite: "INSERT INTO identities (external, principal, created_at) VALUES (?, ?, ?) \
-                 ON CONFLICT (external) DO UPDATE SET principal = excluded.principal, created_at = excluded.created_at",
+            ON CONFLICT (external) DO UPDATE SET principal = excluded.principal, created_at = excluded.created_at",
         postgres: "INSERT INTO identities (external, principal, created_at) VALUES ($1, $2, $3::timestamptz) \
-                   ON CONFLICT (external) DO UPDATE SET principal = excluded.principal, created_at = excluded.created_at",
-        |sql, e| sqlx::query(sql).bind(external).bind(principal.as_str()).bind(&now).execute(e).await?.rows_affected());
+            ON CONFLICT (external) DO UPDATE SET principal = excluded.principal, created_at = excluded.created_at",
+        [external, principal.as_str(), &now],
+    ))
+        .await?;
     Ok(())
 }
 
 /// Removes the link of `external`; false if there was none.
 pub async fn unlink(ctx: &mut WriteCtx, external: &str) -> AppResult<bool> {
-    let n = on!(ctx.db(),
-        sqlite: "DELETE FROM identities WHERE external = ?",
-        postgres: "DELETE FROM identities WHERE external = $1",
-        |sql, e| sqlx::query(sql).bind(external).execute(e).await?.rows_affected());
+    let n = ctx
+        .exec(stmt!(
+            sqlite: "DELETE FROM identities WHERE external = ?",
+            postgres: "DELETE FROM identities WHERE external = $1",
+            [external],
+        ))
+        .await?;
     Ok(n > 0)
 }
 
@@ -68,14 +73,16 @@ pub async fn record_slack_account(
     user: &str,
 ) -> AppResult<()> {
     let now = ctx.now_str();
-    on!(ctx.db(),
+    ctx.exec(stmt!(
         sqlite: "INSERT INTO slack_users (principal, team_id, user_id, updated_at) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (principal) DO UPDATE SET team_id = excluded.team_id, user_id = excluded.user_id, \
-                 updated_at = excluded.updated_at",
+            ON CONFLICT (principal) DO UPDATE SET team_id = excluded.team_id, user_id = excluded.user_id, \
+            updated_at = excluded.updated_at",
         postgres: "INSERT INTO slack_users (principal, team_id, user_id, updated_at) VALUES ($1, $2, $3, $4::timestamptz) \
-                   ON CONFLICT (principal) DO UPDATE SET team_id = excluded.team_id, user_id = excluded.user_id, \
-                   updated_at = excluded.updated_at",
-        |sql, e| sqlx::query(sql).bind(principal).bind(team).bind(user).bind(&now).execute(e).await?.rows_affected());
+            ON CONFLICT (principal) DO UPDATE SET team_id = excluded.team_id, user_id = excluded.user_id, \
+            updated_at = excluded.updated_at",
+        [principal, team, user, &now],
+    ))
+        .await?;
     Ok(())
 }
 

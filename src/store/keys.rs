@@ -165,23 +165,14 @@ pub async fn create(store: &Store, actor: &str, new: NewKey) -> AppResult<(Uuid,
         .write(move |ctx| {
             Box::pin(async move {
                 let now = ctx.now_str();
-                on!(ctx.db(),
+                ctx.exec(stmt!(
                     sqlite: "INSERT INTO api_keys (id, token_hash, prefix, principal, owner, scopes, name, created_at) \
-                             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     postgres: "INSERT INTO api_keys (id, token_hash, prefix, principal, owner, scopes, name, created_at) \
-                               VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8::timestamptz)",
-                    |sql, e| sqlx::query(sql)
-                        .bind(id.to_string())
-                        .bind(&hash)
-                        .bind(&prefix)
-                        .bind(new.principal.as_str())
-                        .bind(new.owner.as_ref().map(|o| o.as_str()))
-                        .bind(scopes_str(&new.scopes))
-                        .bind(&new.name)
-                        .bind(&now)
-                        .execute(e)
-                        .await?
-                        .rows_affected());
+                        VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8::timestamptz)",
+                    [id.to_string(), &hash, &prefix, new.principal.as_str(), new.owner.as_ref().map(|o| o.as_str()), scopes_str(&new.scopes), &new.name, &now],
+                ))
+        .await?;
                 let data = serde_json::json!({
                     "key_id": id, "prefix": prefix, "principal": new.principal,
                     "owner": new.owner, "scopes": new.scopes, "name": new.name,
@@ -204,20 +195,25 @@ pub async fn revoke_in(ctx: &mut WriteCtx, actor: &str, id: &str) -> AppResult<S
     if Uuid::parse_str(id).is_err() {
         return Err(AppError::NotFound(format!("no API key has id {id}")));
     }
-    let row: Option<(String, Option<String>)> = on!(ctx.db(),
-        sqlite: "SELECT principal, revoked_at FROM api_keys WHERE id = ?",
-        postgres: "SELECT principal, cs_ts(revoked_at) FROM api_keys WHERE id = $1::uuid",
-        |sql, e| sqlx::query_as(sql).bind(id).fetch_optional(e).await?);
+    let row: Option<(String, Option<String>)> = ctx
+        .row(stmt!(
+            sqlite: "SELECT principal, revoked_at FROM api_keys WHERE id = ?",
+            postgres: "SELECT principal, cs_ts(revoked_at) FROM api_keys WHERE id = $1::uuid",
+            [id],
+        ))
+        .await?;
     match row {
         None => Err(AppError::NotFound(format!("no API key has id {id}"))),
         Some((_, Some(at))) => Err(AppError::Conflict(format!(
             "key {id} was already revoked at {at}"
         ))),
         Some((principal, None)) => {
-            on!(ctx.db(),
+            ctx.exec(stmt!(
                 sqlite: "UPDATE api_keys SET revoked_at = ? WHERE id = ?",
                 postgres: "UPDATE api_keys SET revoked_at = $1::timestamptz WHERE id = $2::uuid",
-                |sql, e| sqlx::query(sql).bind(&now).bind(id).execute(e).await?.rows_affected());
+                [&now, id],
+            ))
+            .await?;
             let data = serde_json::json!({ "key_id": id, "principal": principal });
             ctx.audit(actor, None, "key.revoked", &data).await?;
             Ok(principal)
@@ -227,10 +223,12 @@ pub async fn revoke_in(ctx: &mut WriteCtx, actor: &str, id: &str) -> AppResult<S
 
 /// The pending requests made with a key, oldest first.
 pub async fn pending_requests_of(ctx: &mut WriteCtx, key_id: &str) -> AppResult<Vec<Uuid>> {
-    let ids: Vec<String> = on!(ctx.db(),
+    let ids: Vec<String> = ctx.scalars(stmt!(
         sqlite: "SELECT id FROM approval_requests WHERE key_id = ? AND status = 'pending' ORDER BY id",
         postgres: "SELECT id::text FROM approval_requests WHERE key_id = $1::uuid AND status = 'pending' ORDER BY id",
-        |sql, e| sqlx::query_scalar(sql).bind(key_id).fetch_all(e).await?);
+        [key_id],
+    ))
+        .await?;
     ids.iter()
         .map(|id| {
             Uuid::parse_str(id).map_err(|_| {
@@ -248,18 +246,14 @@ pub async fn record_decision_key_owner(
     who: &Principal,
     owner: &Principal,
 ) -> AppResult<()> {
-    on!(ctx.db(),
+    ctx.exec(stmt!(
         sqlite: "UPDATE decisions SET key_owner = ? WHERE id = \
-                 (SELECT MAX(id) FROM decisions WHERE request_id = ? AND principal = ?)",
+            (SELECT MAX(id) FROM decisions WHERE request_id = ? AND principal = ?)",
         postgres: "UPDATE decisions SET key_owner = $1 WHERE id = \
-                   (SELECT MAX(id) FROM decisions WHERE request_id = $2::uuid AND principal = $3)",
-        |sql, e| sqlx::query(sql)
-            .bind(owner.as_str())
-            .bind(request_id.to_string())
-            .bind(who.as_str())
-            .execute(e)
-            .await?
-            .rows_affected());
+            (SELECT MAX(id) FROM decisions WHERE request_id = $2::uuid AND principal = $3)",
+        [owner.as_str(), request_id.to_string(), who.as_str()],
+    ))
+    .await?;
     Ok(())
 }
 
@@ -269,10 +263,12 @@ pub async fn decision_key_owners(
     ctx: &mut WriteCtx,
     request_id: Uuid,
 ) -> AppResult<Vec<(Principal, Principal)>> {
-    let rows: Vec<(String, String)> = on!(ctx.db(),
+    let rows: Vec<(String, String)> = ctx.rows(stmt!(
         sqlite: "SELECT principal, key_owner FROM decisions WHERE request_id = ? AND key_owner IS NOT NULL ORDER BY id",
         postgres: "SELECT principal, key_owner FROM decisions WHERE request_id = $1::uuid AND key_owner IS NOT NULL ORDER BY id",
-        |sql, e| sqlx::query_as(sql).bind(request_id.to_string()).fetch_all(e).await?);
+        [request_id.to_string()],
+    ))
+        .await?;
     rows.into_iter()
         .map(|(p, o)| {
             let bad = |_| {

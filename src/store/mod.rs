@@ -1,6 +1,9 @@
 //! SQLite storage: one writer, many readers.
 //!
-//! Every write goes through a single writer task that owns one connection.
+//! Every write goes through a single writer that owns one connection: on
+//! SQLite a thread of its own running rusqlite's prepared statements
+//! synchronously (no hand-off to another thread per statement; see
+//! [`stmt`]), on PostgreSQL a task on sqlx's connection.
 //! It takes jobs from a queue and runs as many as are waiting in one
 //! `BEGIN IMMEDIATE … COMMIT` (group commit: one fsync for many requests),
 //! each job inside its own savepoint so a failing job rolls back alone. The
@@ -43,6 +46,8 @@
 
 #[macro_use]
 pub mod backend;
+#[macro_use]
+pub mod stmt;
 pub mod audit;
 pub mod chat_messages;
 pub mod checkpoint_sinks;
@@ -73,6 +78,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use rusqlite::OptionalExtension;
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Executor, PgConnection, SqliteConnection, SqlitePool};
@@ -84,6 +90,7 @@ use crate::error::{AppError, AppResult};
 use crate::waiters::Waiters;
 use audit::Signer;
 use backend::{Conn, Db, Pool};
+use stmt::{Row, Scalar, Stmt};
 
 /// Things that may only happen once the batch has committed.
 #[derive(Debug, Clone)]
@@ -121,9 +128,63 @@ impl WriteCtx {
         clock::fmt(self.now)
     }
 
-    /// The writer's connection, inside the batch's transaction.
-    fn db(&mut self) -> Db<&mut SqliteConnection, &mut PgConnection> {
-        self.conn.as_mut()
+    /// Runs a statement that returns no rows; the number of rows it changed.
+    pub(super) async fn exec(&mut self, s: Stmt<'_>) -> AppResult<u64> {
+        Ok(match &mut self.conn {
+            Db::Sqlite(c) => c
+                .prepare_cached(&s.sqlite)?
+                .execute(rusqlite::params_from_iter(&s.args))? as u64,
+            Db::Postgres(c) => sqlx::query_with(sqlx::AssertSqlSafe(&*s.postgres), s.pg_args()?)
+                .execute(&mut *c)
+                .await?
+                .rows_affected(),
+        })
+    }
+
+    /// Every row a statement returns.
+    pub(super) async fn rows<T: Row>(&mut self, s: Stmt<'_>) -> AppResult<Vec<T>> {
+        self.fetch(s, usize::MAX).await
+    }
+
+    /// The first row a statement returns, if any.
+    pub(super) async fn row<T: Row>(&mut self, s: Stmt<'_>) -> AppResult<Option<T>> {
+        Ok(self.fetch(s, 1).await?.pop())
+    }
+
+    /// The first column of every row.
+    pub(super) async fn scalars<T: Scalar>(&mut self, s: Stmt<'_>) -> AppResult<Vec<T>> {
+        let rows: Vec<(T,)> = self.fetch(s, usize::MAX).await?;
+        Ok(rows.into_iter().map(|(v,)| v).collect())
+    }
+
+    /// The first column of the first row, if there is a row.
+    pub(super) async fn scalar<T: Scalar>(&mut self, s: Stmt<'_>) -> AppResult<Option<T>> {
+        Ok(self.fetch::<(T,)>(s, 1).await?.pop().map(|(v,)| v))
+    }
+
+    async fn fetch<T: Row>(&mut self, s: Stmt<'_>, limit: usize) -> AppResult<Vec<T>> {
+        match &mut self.conn {
+            Db::Sqlite(c) => {
+                let mut st = c.prepare_cached(&s.sqlite)?;
+                let mut rows = st.query(rusqlite::params_from_iter(&s.args))?;
+                let mut out = Vec::new();
+                while out.len() < limit
+                    && let Some(r) = rows.next()?
+                {
+                    out.push(T::from_sqlite(r)?);
+                }
+                Ok(out)
+            }
+            Db::Postgres(c) => {
+                let q =
+                    sqlx::query_as_with::<_, T, _>(sqlx::AssertSqlSafe(&*s.postgres), s.pg_args()?);
+                Ok(if limit == 1 {
+                    q.fetch_optional(&mut *c).await?.into_iter().collect()
+                } else {
+                    q.fetch_all(&mut *c).await?
+                })
+            }
+        }
     }
 
     /// Appends one event to the chain and returns its seq.
@@ -172,35 +233,55 @@ impl WriteCtx {
         Ok(seq)
     }
 
-    /// Writes the events appended since the last flush, in multi-row
-    /// INSERTs of 32, 16, 8, 4, 2 or 1 rows: few round trips, and only six
-    /// statement shapes for the connection's prepared-statement cache.
-    async fn flush_events(&mut self) -> Result<(), sqlx::Error> {
-        let mut rest = &self.pending_events[..];
-        let backend = self.conn.backend();
-        while !rest.is_empty() {
-            let n = 1usize << rest.len().min(32).ilog2();
-            let (chunk, tail) = rest.split_at(n);
-            rest = tail;
-            let sql = insert_events_sql(n, backend);
-            on!(self.conn.as_mut(), sqlite: sqlx::AssertSqlSafe(sql), postgres: sqlx::AssertSqlSafe(sql), |sql, e| {
-                let mut q = sqlx::query(sql);
-                for ev in chunk {
-                    q = q
-                        .bind(ev.seq)
-                        .bind(&ev.ts)
-                        .bind(&ev.actor)
-                        .bind(&ev.request_id)
-                        .bind(&ev.action)
-                        .bind(&ev.kind)
-                        .bind(&ev.data)
-                        .bind(&ev.prev_hash)
-                        .bind(&ev.hash);
+    /// Writes the events appended since the last flush. On SQLite each is
+    /// one run of a prepared statement on the writer's own connection; on
+    /// PostgreSQL they go in multi-row INSERTs of 32, 16, 8, 4, 2 or 1
+    /// rows: few round trips, and only six statement shapes for the
+    /// connection's prepared-statement cache.
+    async fn flush_events(&mut self) -> AppResult<()> {
+        let events = std::mem::take(&mut self.pending_events);
+        match &mut self.conn {
+            Db::Sqlite(c) => {
+                let mut insert =
+                    c.prepare_cached(&insert_events_sql(1, postgres::Backend::Sqlite))?;
+                for ev in &events {
+                    insert.execute(rusqlite::params![
+                        ev.seq,
+                        ev.ts,
+                        ev.actor,
+                        ev.request_id,
+                        ev.action,
+                        ev.kind,
+                        ev.data,
+                        ev.prev_hash,
+                        ev.hash
+                    ])?;
                 }
-                q.execute(e).await?.rows_affected();
-            });
+            }
+            Db::Postgres(c) => {
+                let mut rest = &events[..];
+                while !rest.is_empty() {
+                    let n = 1usize << rest.len().min(32).ilog2();
+                    let (chunk, tail) = rest.split_at(n);
+                    rest = tail;
+                    let sql = insert_events_sql(n, postgres::Backend::Postgres);
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for ev in chunk {
+                        q = q
+                            .bind(ev.seq)
+                            .bind(&ev.ts)
+                            .bind(&ev.actor)
+                            .bind(&ev.request_id)
+                            .bind(&ev.action)
+                            .bind(&ev.kind)
+                            .bind(&ev.data)
+                            .bind(&ev.prev_hash)
+                            .bind(&ev.hash);
+                    }
+                    q.execute(&mut *c).await?;
+                }
+            }
         }
-        self.pending_events.clear();
         Ok(())
     }
 
@@ -214,20 +295,17 @@ impl WriteCtx {
         payload: &Value,
     ) -> AppResult<i64> {
         let now = self.now_str();
-        let id: i64 = on!(self.db(),
-            sqlite: "INSERT INTO outbox (kind, lane, request_id, payload, next_attempt_at, created_at) \
-                     VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-            postgres: "INSERT INTO outbox (kind, lane, request_id, payload, next_attempt_at, created_at) \
-                       VALUES ($1, $2, $3::uuid, $4::json, $5::timestamptz, $6::timestamptz) RETURNING id",
-            |sql, e| sqlx::query_scalar(sql)
-                .bind(kind)
-                .bind(lane)
-                .bind(request_id.map(|u| u.to_string()))
-                .bind(payload.to_string())
-                .bind(&now)
-                .bind(&now)
-                .fetch_one(e)
-                .await?);
+        let id: Option<i64> = self
+            .scalar(stmt!(
+                sqlite: "INSERT INTO outbox (kind, lane, request_id, payload, next_attempt_at, created_at) \
+                    VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                postgres: "INSERT INTO outbox (kind, lane, request_id, payload, next_attempt_at, created_at) \
+                    VALUES ($1, $2, $3::uuid, $4::json, $5::timestamptz, $6::timestamptz) RETURNING id",
+                [kind, lane, request_id.map(|u| u.to_string()), payload.to_string(), &now, &now],
+            ))
+            .await?;
+        let id = id
+            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("INSERT … RETURNING gave no row")))?;
         self.effects.push(AfterCommit::OutboxQueued);
         Ok(id)
     }
@@ -249,11 +327,14 @@ impl WriteCtx {
 
     /// A statement without values that reads the same on both backends
     /// (`SAVEPOINT`, `COMMIT`, …).
-    async fn execute(&mut self, sql: &'static str) -> Result<(), sqlx::Error> {
-        match self.db() {
-            Db::Sqlite(c) => c.execute(sql).await.map(|_| ()),
-            Db::Postgres(c) => c.execute(sql).await.map(|_| ()),
+    async fn execute(&mut self, sql: &'static str) -> AppResult<()> {
+        match &mut self.conn {
+            Db::Sqlite(c) => c.execute_batch(sql)?,
+            Db::Postgres(c) => {
+                c.execute(sql).await?;
+            }
         }
+        Ok(())
     }
 }
 
@@ -319,9 +400,9 @@ struct CommitFailure {
 }
 
 impl CommitFailure {
-    fn of(e: &sqlx::Error) -> Self {
+    fn of(e: &AppError) -> Self {
         Self {
-            unavailable: crate::error::is_unavailable(e),
+            unavailable: matches!(e, AppError::Unavailable(_)),
             message: e.to_string(),
         }
     }
@@ -387,6 +468,22 @@ fn connect_options(db: &str) -> AppResult<SqliteConnectOptions> {
         .row_buffer_size(1024))
 }
 
+/// The writer's own SQLite connection, with the settings of
+/// [`connect_options`]. It never checkpoints inside its own commits
+/// (SQLite would copy the WAL into the database, with an fsync, while every
+/// request in the batch waits); [`checkpoint`] does it beside the writer.
+fn open_writer(db: &str) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(trail::db_file(db))?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+         PRAGMA temp_store = memory; PRAGMA wal_autocheckpoint = 0;",
+    )?;
+    // Every statement the store writes stays prepared.
+    conn.set_prepared_statement_cache_capacity(256);
+    Ok(conn)
+}
+
 /// Which backend `db` names; anything but a path, `sqlite:` or a
 /// PostgreSQL URL is refused (never taken for a file name: `mysql://…`
 /// must not quietly become a SQLite file called `mysql:`).
@@ -433,11 +530,9 @@ impl Store {
                     .run(&mut conn)
                     .await
                     .map_err(|e| anyhow::anyhow!("cannot migrate database {db}: {e}"))?;
-                // The writer never checkpoints inside its own commits (SQLite
-                // would copy the WAL into the database, with an fsync, while
-                // every request in the batch waits); `checkpoint` does it
-                // beside the writer.
-                conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+                conn.close().await?;
+                let conn = open_writer(db)
+                    .map_err(|e| anyhow::anyhow!("cannot open database {db}: {e}"))?;
                 let pool = SqlitePoolOptions::new()
                     .max_connections(read_connections.max(1))
                     .min_connections(1)
@@ -479,7 +574,26 @@ impl Store {
             reconnect,
             broken: false,
         };
-        tokio::spawn(writer.run(rx));
+        match writer.ctx.conn {
+            // The writer's statements run synchronously on its own thread,
+            // which owns the connection: no hand-off to another thread per
+            // statement, and a commit's fsync never holds a runtime worker.
+            // The thread drives its batches as futures (jobs are async for
+            // PostgreSQL's sake) inside the runtime's context, so what a job
+            // awaits besides the store still works.
+            Db::Sqlite(_) => {
+                let runtime = tokio::runtime::Handle::current();
+                std::thread::Builder::new()
+                    .name("countersign-writer".into())
+                    .spawn(move || {
+                        let _entered = runtime.enter();
+                        futures::executor::block_on(writer.run(rx));
+                    })?;
+            }
+            Db::Postgres(_) => {
+                tokio::spawn(writer.run(rx));
+            }
+        }
         let wal_backlog = Arc::new(AtomicI64::new(0));
         match &pool {
             Db::Sqlite(p) => {
@@ -670,15 +784,16 @@ impl Writer {
         ctx.effects.clear();
         let mut finishers: Vec<Finisher> = Vec::with_capacity(batch.len());
         let mut signed: Option<checkpoints::Checkpoint> = None;
-        let result: Result<(), sqlx::Error> = async {
-            let head = match ctx.db() {
+        let result: AppResult<()> = async {
+            let head = match &mut ctx.conn {
                 Db::Sqlite(conn) => {
-                    conn.execute("BEGIN IMMEDIATE").await?;
-                    let head: Option<(i64, String, String)> = sqlx::query_as(
-                        "SELECT seq, hash, ts FROM audit_events ORDER BY seq DESC LIMIT 1",
-                    )
-                    .fetch_optional(&mut *conn)
-                    .await?;
+                    conn.execute_batch("BEGIN IMMEDIATE")?;
+                    let head: Option<(i64, String, String)> = conn
+                        .prepare_cached(
+                            "SELECT seq, hash, ts FROM audit_events ORDER BY seq DESC LIMIT 1",
+                        )?
+                        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .optional()?;
                     let (seq, hash, ts) =
                         head.unwrap_or((0, audit::GENESIS.to_string(), String::new()));
                     postgres::ChainHead {
@@ -734,17 +849,12 @@ impl Writer {
             if ctx.head_seq != start_seq {
                 let signature = signer.sign(&ctx.head_hash);
                 let (seq, hash) = (ctx.head_seq, ctx.head_hash.clone());
-                on!(ctx.db(),
+                ctx.exec(stmt!(
                     sqlite: "INSERT INTO audit_signatures (seq, hash, signature, public_key) VALUES (?, ?, ?, ?)",
                     postgres: "INSERT INTO audit_signatures (seq, hash, signature, public_key) VALUES ($1, $2, $3, $4)",
-                    |sql, e| sqlx::query(sql)
-                        .bind(seq)
-                        .bind(&hash)
-                        .bind(&signature)
-                        .bind(signer.public_hex())
-                        .execute(e)
-                        .await?
-                        .rows_affected());
+                    [seq, &hash, &signature, signer.public_hex()],
+                ))
+                .await?;
                 signed = Some(checkpoints::Checkpoint {
                     seq,
                     hash,

@@ -162,11 +162,13 @@ pub async fn later_queued(store: &Store, item: &OutboxItem, kind: &str) -> AppRe
 /// Finishes row `id` as delivered after `attempts` attempts.
 pub async fn delivered(ctx: &mut WriteCtx, id: i64, attempts: i64) -> AppResult<()> {
     let now = ctx.now_str();
-    on!(ctx.db(),
+    ctx.exec(stmt!(
         sqlite: "UPDATE outbox SET done_at = ?, outcome = 'delivered', attempts = ?, last_error = NULL WHERE id = ?",
         postgres: "UPDATE outbox SET done_at = $1::timestamptz, outcome = 'delivered', attempts = $2, last_error = NULL, \
-                   locked_by = NULL, locked_until = NULL WHERE id = $3",
-        |sql, e| sqlx::query(sql).bind(&now).bind(attempts).bind(id).execute(e).await?.rows_affected());
+            locked_by = NULL, locked_until = NULL WHERE id = $3",
+        [&now, attempts, id],
+    ))
+        .await?;
     Ok(())
 }
 
@@ -179,22 +181,26 @@ pub async fn retry_at(
     at: DateTime<Utc>,
 ) -> AppResult<()> {
     let at = clock::fmt(at);
-    on!(ctx.db(),
+    ctx.exec(stmt!(
         sqlite: "UPDATE outbox SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ?",
         postgres: "UPDATE outbox SET attempts = $1, last_error = $2, next_attempt_at = $3::timestamptz, \
-                   locked_by = NULL, locked_until = NULL WHERE id = $4",
-        |sql, e| sqlx::query(sql).bind(attempts).bind(error).bind(&at).bind(id).execute(e).await?.rows_affected());
+            locked_by = NULL, locked_until = NULL WHERE id = $4",
+        [attempts, error, &at, id],
+    ))
+        .await?;
     Ok(())
 }
 
 /// Finishes row `id` as failed for good.
 pub async fn failed(ctx: &mut WriteCtx, id: i64, attempts: i64, error: &str) -> AppResult<()> {
     let now = ctx.now_str();
-    on!(ctx.db(),
+    ctx.exec(stmt!(
         sqlite: "UPDATE outbox SET done_at = ?, outcome = 'failed', attempts = ?, last_error = ? WHERE id = ?",
         postgres: "UPDATE outbox SET done_at = $1::timestamptz, outcome = 'failed', attempts = $2, last_error = $3, \
-                   locked_by = NULL, locked_until = NULL WHERE id = $4",
-        |sql, e| sqlx::query(sql).bind(&now).bind(attempts).bind(error).bind(id).execute(e).await?.rows_affected());
+            locked_by = NULL, locked_until = NULL WHERE id = $4",
+        [&now, attempts, error, id],
+    ))
+        .await?;
     Ok(())
 }
 

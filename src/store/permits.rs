@@ -6,7 +6,7 @@
 use uuid::Uuid;
 
 use super::{Store, WriteCtx};
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 
 pub(super) const ISSUED_SQLITE: &str = "SELECT data FROM audit_events WHERE request_id = ? AND +kind = 'permit.issued' ORDER BY seq LIMIT 1";
 
@@ -32,6 +32,11 @@ pub struct Redemption {
     pub redeemed_at: String,
 }
 
+sqlite_row!(Redemption {
+    redeemed_by,
+    redeemed_at
+});
+
 /// Records the redemption of permit `jti` unless it was redeemed before,
 /// in which case the earlier redemption is returned and nothing is written.
 /// Runs inside the writer's transaction, so check and insert are atomic.
@@ -42,28 +47,23 @@ pub async fn redeem(
     key_id: Uuid,
     at: &str,
 ) -> AppResult<Result<(), Redemption>> {
-    let inserted = on!(ctx.db(),
+    let inserted = ctx.exec(stmt!(
         sqlite: "INSERT INTO permit_redemptions (jti, redeemed_by, key_id, redeemed_at) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (jti) DO NOTHING",
+            ON CONFLICT (jti) DO NOTHING",
         postgres: "INSERT INTO permit_redemptions (jti, redeemed_by, key_id, redeemed_at) \
-                   VALUES ($1::uuid, $2, $3::uuid, $4::timestamptz) ON CONFLICT (jti) DO NOTHING",
-        |sql, e| sqlx::query(sql)
-            .bind(jti.to_string())
-            .bind(by)
-            .bind(key_id.to_string())
-            .bind(at)
-            .execute(e)
-            .await?
-            .rows_affected());
+            VALUES ($1::uuid, $2, $3::uuid, $4::timestamptz) ON CONFLICT (jti) DO NOTHING",
+        [jti.to_string(), by, key_id.to_string(), at],
+    ))
+        .await?;
     if inserted == 1 {
         return Ok(Ok(()));
     }
-    let earlier = on!(ctx.db(),
+    let earlier = ctx.row::<Redemption>(stmt!(
         sqlite: "SELECT redeemed_by, redeemed_at FROM permit_redemptions WHERE jti = ?",
         postgres: "SELECT redeemed_by, cs_ts(redeemed_at) AS redeemed_at FROM permit_redemptions WHERE jti = $1::uuid",
-        |sql, e| sqlx::query_as::<_, Redemption>(sql)
-            .bind(jti.to_string())
-            .fetch_one(e)
-            .await?);
+        [jti.to_string()],
+    ))
+        .await?
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("the statement returned no row")))?;
     Ok(Err(earlier))
 }

@@ -295,12 +295,47 @@ impl RequestRow {
     }
 }
 
+// The three reads of a request, for SQLite and PostgreSQL: run on a read
+// transaction (sqlx) by `get`, and on the writer's connection by `load`
+// and `load_checked`.
+const DECISIONS: (&str, &str) = (
+    "SELECT principal, verdict, comment, channel, created_at AS at FROM decisions \
+     WHERE request_id = ? ORDER BY id",
+    "SELECT principal, verdict, comment, channel, cs_ts(created_at) AS at FROM decisions \
+     WHERE request_id = $1::uuid ORDER BY id",
+);
+
+/// A request's events, oldest first, through the `audit_events_request` index.
+const EVENTS: (&str, &str) = (
+    "SELECT seq, ts, actor, request_id, action, kind, data, prev_hash, hash \
+     FROM audit_events WHERE request_id = ? ORDER BY seq",
+    "SELECT seq, ts, actor, request_id, action, kind, data, prev_hash, hash \
+     FROM audit_events WHERE request_id = $1 ORDER BY seq",
+);
+
+fn by_id() -> (String, String) {
+    (
+        format!("{SELECT} WHERE id = ?"),
+        format!("{PG_SELECT} WHERE id = $1::uuid"),
+    )
+}
+
+sqlite_row!(DecisionView {
+    principal,
+    verdict,
+    comment,
+    channel,
+    at
+});
+
+impl super::stmt::Row for RequestRow {
+    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        row_from_rusqlite(r)
+    }
+}
+
 async fn decisions(conn: ConnRef<'_>, id: &str) -> AppResult<Vec<DecisionView>> {
-    Ok(on!(conn,
-        sqlite: "SELECT principal, verdict, comment, channel, created_at AS at FROM decisions \
-                 WHERE request_id = ? ORDER BY id",
-        postgres: "SELECT principal, verdict, comment, channel, cs_ts(created_at) AS at FROM decisions \
-                   WHERE request_id = $1::uuid ORDER BY id",
+    Ok(on!(conn, sqlite: DECISIONS.0, postgres: DECISIONS.1,
         |sql, e| sqlx::query_as::<_, DecisionView>(sql).bind(id).fetch_all(e).await?))
 }
 
@@ -327,9 +362,10 @@ async fn load_parts(
     id: Uuid,
 ) -> AppResult<Option<(RequestRow, Vec<DecisionView>)>> {
     let id = id.to_string();
+    let (sqlite, postgres) = by_id();
     let row = on!(again(&mut conn),
-        sqlite: sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = ?")),
-        postgres: sqlx::AssertSqlSafe(format!("{PG_SELECT} WHERE id = $1::uuid")),
+        sqlite: sqlx::AssertSqlSafe(sqlite),
+        postgres: sqlx::AssertSqlSafe(postgres),
         |sql, e| sqlx::query_as::<_, RequestRow>(sql).bind(&id).fetch_optional(e).await?);
     let Some(row) = row else {
         return Ok(None);
@@ -338,11 +374,48 @@ async fn load_parts(
     Ok(Some((row, decisions)))
 }
 
+/// [`load_parts`] on the writer's connection.
+async fn load_parts_in(
+    ctx: &mut WriteCtx,
+    id: Uuid,
+) -> AppResult<Option<(RequestRow, Vec<DecisionView>)>> {
+    let id = id.to_string();
+    let (sqlite, postgres) = by_id();
+    let Some(row) = ctx
+        .row::<RequestRow>(stmt!(
+            sqlite: sqlite,
+            postgres: postgres,
+            [&id],
+        ))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let decisions = ctx
+        .rows(stmt!(
+            sqlite: DECISIONS.0,
+            postgres: DECISIONS.1,
+            [&id],
+        ))
+        .await?;
+    Ok(Some((row, decisions)))
+}
+
+/// [`request_events`] on the writer's connection.
+async fn request_events_in(ctx: &mut WriteCtx, id: &str) -> AppResult<Vec<StoredEvent>> {
+    ctx.rows(stmt!(
+        sqlite: EVENTS.0,
+        postgres: EVENTS.1,
+        [id],
+    ))
+    .await
+}
+
 /// Reads one request on the writer's connection without checking it. Only
 /// for reading back what the same job has just written (its events are not
 /// flushed yet); anything the job decides on comes from [`load_checked`].
 pub async fn load(ctx: &mut WriteCtx, id: Uuid) -> AppResult<Option<Approval>> {
-    match load_parts(ctx.db(), id).await? {
+    match load_parts_in(ctx, id).await? {
         None => Ok(None),
         Some((row, decisions)) => row.into_approval(decisions).map(Some),
     }
@@ -352,10 +425,10 @@ pub async fn load(ctx: &mut WriteCtx, id: Uuid) -> AppResult<Option<Approval>> {
 /// events (those committed and those this batch has appended but not yet
 /// written), so the decision path never acts on a forged row.
 pub async fn load_checked(ctx: &mut WriteCtx, id: Uuid) -> AppResult<Option<Approval>> {
-    let Some((row, decisions)) = load_parts(ctx.db(), id).await? else {
+    let Some((row, decisions)) = load_parts_in(ctx, id).await? else {
         return Ok(None);
     };
-    let mut events = request_events(ctx.db(), &row.id).await?;
+    let mut events = request_events_in(ctx, &row.id).await?;
     events.extend(ctx.pending_for(&row.id).cloned());
     check(&row, &decisions, &events)?;
     let mut approval = row.into_approval(decisions)?;
@@ -391,13 +464,8 @@ fn asks_step_up(e: &StoredEvent) -> bool {
         })
 }
 
-/// A request's events, oldest first, through the `audit_events_request` index.
 async fn request_events(conn: ConnRef<'_>, id: &str) -> AppResult<Vec<StoredEvent>> {
-    Ok(on!(conn,
-        sqlite: "SELECT seq, ts, actor, request_id, action, kind, data, prev_hash, hash \
-                 FROM audit_events WHERE request_id = ? ORDER BY seq",
-        postgres: "SELECT seq, ts, actor, request_id, action, kind, data, prev_hash, hash \
-                   FROM audit_events WHERE request_id = $1 ORDER BY seq",
+    Ok(on!(conn, sqlite: EVENTS.0, postgres: EVENTS.1,
         |sql, e| sqlx::query_as::<_, StoredEvent>(sql).bind(id).fetch_all(e).await?))
 }
 
@@ -566,14 +634,12 @@ pub async fn find_idempotent(
     requester: &Principal,
     key: &str,
 ) -> AppResult<Option<Approval>> {
-    let id: Option<String> = on!(ctx.db(),
+    let id: Option<String> = ctx.scalar(stmt!(
         sqlite: "SELECT id FROM approval_requests WHERE requester = ? AND idempotency_key = ?",
         postgres: "SELECT id::text FROM approval_requests WHERE requester = $1 AND idempotency_key = $2",
-        |sql, e| sqlx::query_scalar(sql)
-            .bind(requester.as_str())
-            .bind(key)
-            .fetch_optional(e)
-            .await?);
+        [requester.as_str(), key],
+    ))
+        .await?;
     match id {
         None => Ok(None),
         Some(id) => load_checked(ctx, Uuid::parse_str(&id).map_err(|_| corrupt("id", &id))?).await,
@@ -717,50 +783,21 @@ impl NewRow<'_> {
 /// writer's SQLite thread per request.
 pub async fn insert(ctx: &mut WriteCtx, r: &NewRow<'_>) -> AppResult<Approval> {
     let row = r.row();
-    on!(ctx.db(),
+    ctx.exec(stmt!(
         sqlite: "INSERT INTO approval_requests (id, action, resource, summary, justification, details, risk, requester, \
-         key_id, key_owner, on_behalf_of, status, policy_rule, policy_version, required_approvals, approvers, \
-         on_expiry, slack_channel, teams_conversation, callback_url, payload_sha256, created_at, expires_at, \
-         decided_at, decided_by, final_reason, idempotency_key, idempotency_hash) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            key_id, key_owner, on_behalf_of, status, policy_rule, policy_version, required_approvals, approvers, \
+            on_expiry, slack_channel, teams_conversation, callback_url, payload_sha256, created_at, expires_at, \
+            decided_at, decided_by, final_reason, idempotency_key, idempotency_hash) \
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         postgres: "INSERT INTO approval_requests (id, action, resource, summary, justification, details, risk, requester, \
-         key_id, key_owner, on_behalf_of, status, policy_rule, policy_version, required_approvals, approvers, \
-         on_expiry, slack_channel, teams_conversation, callback_url, payload_sha256, created_at, expires_at, \
-         decided_at, decided_by, final_reason, idempotency_key, idempotency_hash) \
-         VALUES ($1::uuid, $2, $3, $4, $5, $6::json, $7, $8, $9::uuid, $10, $11, $12, $13, $14, $15, $16::json, \
-         $17, $18, $19, $20, $21, $22::timestamptz, $23::timestamptz, $24::timestamptz, $25, $26, $27, $28)",
-        |sql, e| sqlx::query(sql)
-    .bind(&row.id)
-    .bind(&row.action)
-    .bind(&row.resource)
-    .bind(&row.summary)
-    .bind(&row.justification)
-    .bind(&row.details)
-    .bind(&row.risk)
-    .bind(&row.requester)
-    .bind(&row.key_id)
-    .bind(&row.key_owner)
-    .bind(&row.on_behalf_of)
-    .bind(&row.status)
-    .bind(&row.policy_rule)
-    .bind(&row.policy_version)
-    .bind(row.required_approvals)
-    .bind(&row.approvers)
-    .bind(&row.on_expiry)
-    .bind(&row.slack_channel)
-    .bind(&row.teams_conversation)
-    .bind(&row.callback_url)
-    .bind(&row.payload_sha256)
-    .bind(&row.created_at)
-    .bind(&row.expires_at)
-    .bind(&row.decided_at)
-    .bind(&row.decided_by)
-    .bind(&row.final_reason)
-    .bind(r.idempotency_key)
-    .bind(&row.idempotency_hash)
-    .execute(e)
-    .await?
-    .rows_affected());
+            key_id, key_owner, on_behalf_of, status, policy_rule, policy_version, required_approvals, approvers, \
+            on_expiry, slack_channel, teams_conversation, callback_url, payload_sha256, created_at, expires_at, \
+            decided_at, decided_by, final_reason, idempotency_key, idempotency_hash) \
+            VALUES ($1::uuid, $2, $3, $4, $5, $6::json, $7, $8, $9::uuid, $10, $11, $12, $13, $14, $15, $16::json, \
+            $17, $18, $19, $20, $21, $22::timestamptz, $23::timestamptz, $24::timestamptz, $25, $26, $27, $28)",
+        [&row.id, &row.action, &row.resource, &row.summary, &row.justification, &row.details, &row.risk, &row.requester, &row.key_id, &row.key_owner, &row.on_behalf_of, &row.status, &row.policy_rule, &row.policy_version, row.required_approvals, &row.approvers, &row.on_expiry, &row.slack_channel, &row.teams_conversation, &row.callback_url, &row.payload_sha256, &row.created_at, &row.expires_at, &row.decided_at, &row.decided_by, &row.final_reason, r.idempotency_key, &row.idempotency_hash],
+    ))
+        .await?;
     row.into_approval(vec![])
 }
 
@@ -773,21 +810,14 @@ pub async fn insert_decision(
     channel: &str,
     at: &str,
 ) -> AppResult<()> {
-    on!(ctx.db(),
+    ctx.exec(stmt!(
         sqlite: "INSERT INTO decisions (request_id, principal, verdict, comment, channel, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
+            VALUES (?, ?, ?, ?, ?, ?)",
         postgres: "INSERT INTO decisions (request_id, principal, verdict, comment, channel, created_at) \
-                   VALUES ($1::uuid, $2, $3, $4, $5, $6::timestamptz)",
-        |sql, e| sqlx::query(sql)
-            .bind(id.to_string())
-            .bind(who.as_str())
-            .bind(verdict.as_str())
-            .bind(comment)
-            .bind(channel)
-            .bind(at)
-            .execute(e)
-            .await?
-            .rows_affected());
+            VALUES ($1::uuid, $2, $3, $4, $5, $6::timestamptz)",
+        [id.to_string(), who.as_str(), verdict.as_str(), comment, channel, at],
+    ))
+        .await?;
     Ok(())
 }
 
@@ -802,20 +832,14 @@ pub async fn finalize(
     by: &str,
     reason: &str,
 ) -> AppResult<()> {
-    let done = on!(ctx.db(),
+    let done = ctx.exec(stmt!(
         sqlite: "UPDATE approval_requests SET status = ?, decided_at = ?, decided_by = ?, final_reason = ? \
-                 WHERE id = ? AND status = 'pending'",
+            WHERE id = ? AND status = 'pending'",
         postgres: "UPDATE approval_requests SET status = $1, decided_at = $2::timestamptz, decided_by = $3, \
-                   final_reason = $4 WHERE id = $5::uuid AND status = 'pending'",
-        |sql, e| sqlx::query(sql)
-            .bind(status.as_str())
-            .bind(at)
-            .bind(by)
-            .bind(reason)
-            .bind(id.to_string())
-            .execute(e)
-            .await?
-            .rows_affected());
+            final_reason = $4 WHERE id = $5::uuid AND status = 'pending'",
+        [status.as_str(), at, by, reason, id.to_string()],
+    ))
+        .await?;
     if done != 1 {
         return Err(AppError::Conflict(format!(
             "request {id} is no longer pending"
@@ -827,10 +851,12 @@ pub async fn finalize(
 /// The action of a request, for the audit events written about it (an
 /// outbox delivery, say); `None` if no such request exists.
 pub async fn action_of(ctx: &mut WriteCtx, id: Uuid) -> AppResult<Option<String>> {
-    Ok(on!(ctx.db(),
+    ctx.scalar(stmt!(
         sqlite: "SELECT action FROM approval_requests WHERE id = ?",
         postgres: "SELECT action FROM approval_requests WHERE id = $1::uuid",
-        |sql, e| sqlx::query_scalar(sql).bind(id.to_string()).fetch_optional(e).await?))
+        [id.to_string()],
+    ))
+    .await
 }
 
 /// Pending requests whose deadline is at or before `now`, earliest first,
@@ -839,15 +865,14 @@ pub(super) const OVERDUE_SQLITE: &str = "SELECT id FROM approval_requests INDEXE
      WHERE status = 'pending' AND expires_at <= ? ORDER BY expires_at LIMIT ?";
 
 pub async fn overdue(ctx: &mut WriteCtx, now: &str, limit: u32) -> AppResult<Vec<Uuid>> {
-    let ids: Vec<String> = on!(ctx.db(),
-        sqlite: OVERDUE_SQLITE,
-        postgres: "SELECT id::text FROM approval_requests WHERE status = 'pending' \
-                   AND expires_at <= $1::timestamptz ORDER BY expires_at LIMIT $2",
-        |sql, e| sqlx::query_scalar(sql)
-            .bind(now)
-            .bind(i64::from(limit))
-            .fetch_all(e)
-            .await?);
+    let ids: Vec<String> = ctx
+        .scalars(stmt!(
+            sqlite: OVERDUE_SQLITE,
+            postgres: "SELECT id::text FROM approval_requests WHERE status = 'pending' \
+                AND expires_at <= $1::timestamptz ORDER BY expires_at LIMIT $2",
+            [now, i64::from(limit)],
+        ))
+        .await?;
     ids.iter()
         .map(|id| Uuid::parse_str(id).map_err(|_| corrupt("id", id)))
         .collect()
@@ -977,10 +1002,12 @@ pub async fn replay_all_postgres(pool: &sqlx::PgPool) -> AppResult<Vec<Mismatch>
 /// record it twice from two replicas: the second waits for the first to
 /// commit, then sees its events.
 pub async fn lock_pending(ctx: &mut WriteCtx, id: Uuid) -> AppResult<bool> {
-    let found: Option<String> = on!(ctx.db(),
+    let found: Option<String> = ctx.scalar(stmt!(
         sqlite: "SELECT id FROM approval_requests WHERE id = ? AND status = 'pending'",
         postgres: "SELECT id::text FROM approval_requests WHERE id = $1::uuid AND status = 'pending' FOR UPDATE",
-        |sql, e| sqlx::query_scalar(sql).bind(id.to_string()).fetch_optional(e).await?);
+        [id.to_string()],
+    ))
+        .await?;
     Ok(found.is_some())
 }
 
@@ -988,7 +1015,7 @@ pub async fn lock_pending(ctx: &mut WriteCtx, id: Uuid) -> AppResult<bool> {
 /// batch and not yet written.
 pub async fn count_events(ctx: &mut WriteCtx, id: Uuid, kind: &str) -> AppResult<usize> {
     let id = id.to_string();
-    let committed = request_events(ctx.db(), &id)
+    let committed = request_events_in(ctx, &id)
         .await?
         .iter()
         .filter(|e| e.kind == kind)
@@ -1001,10 +1028,12 @@ pub async fn count_events(ctx: &mut WriteCtx, id: Uuid, kind: &str) -> AppResult
 /// replay agrees).
 pub async fn set_approvers(ctx: &mut WriteCtx, id: Uuid, approvers: &[Principal]) -> AppResult<()> {
     let json = serde_json::to_string(approvers).expect("principals serialize");
-    let done = on!(ctx.db(),
+    let done = ctx.exec(stmt!(
         sqlite: "UPDATE approval_requests SET approvers = ? WHERE id = ? AND status = 'pending'",
         postgres: "UPDATE approval_requests SET approvers = $1::json WHERE id = $2::uuid AND status = 'pending'",
-        |sql, e| sqlx::query(sql).bind(&json).bind(id.to_string()).execute(e).await?.rows_affected());
+        [&json, id.to_string()],
+    ))
+        .await?;
     if done != 1 {
         return Err(AppError::Conflict(format!(
             "request {id} is no longer pending"

@@ -18,18 +18,14 @@ use crate::error::AppResult;
 /// another connection (here or on another replica) already did.
 pub async fn claim(ctx: &mut WriteCtx, envelope_id: &str, kind: &str) -> AppResult<bool> {
     let now = ctx.now_str();
-    let inserted = on!(ctx.db(),
+    let inserted = ctx.exec(stmt!(
         sqlite: "INSERT INTO socket_envelopes (envelope_id, kind, received_at) VALUES (?, ?, ?) \
-                 ON CONFLICT (envelope_id) DO NOTHING",
+            ON CONFLICT (envelope_id) DO NOTHING",
         postgres: "INSERT INTO socket_envelopes (envelope_id, kind, received_at) VALUES ($1, $2, $3::timestamptz) \
-                   ON CONFLICT (envelope_id) DO NOTHING",
-        |sql, e| sqlx::query(sql)
-            .bind(envelope_id)
-            .bind(kind)
-            .bind(&now)
-            .execute(e)
-            .await?
-            .rows_affected());
+            ON CONFLICT (envelope_id) DO NOTHING",
+        [envelope_id, kind, &now],
+    ))
+        .await?;
     Ok(inserted == 1)
 }
 
@@ -46,9 +42,12 @@ pub async fn is_claimed(store: &Store, envelope_id: &str) -> AppResult<bool> {
 /// stops retrying within minutes, so an old row guards against nothing.
 pub async fn prune(ctx: &mut WriteCtx, before: DateTime<Utc>) -> AppResult<u64> {
     let before = clock::fmt(before);
-    let gone = on!(ctx.db(),
-        sqlite: "DELETE FROM socket_envelopes WHERE received_at < ?",
-        postgres: "DELETE FROM socket_envelopes WHERE received_at < $1::timestamptz",
-        |sql, e| sqlx::query(sql).bind(&before).execute(e).await?.rows_affected());
+    let gone = ctx
+        .exec(stmt!(
+            sqlite: "DELETE FROM socket_envelopes WHERE received_at < ?",
+            postgres: "DELETE FROM socket_envelopes WHERE received_at < $1::timestamptz",
+            [&before],
+        ))
+        .await?;
     Ok(gone)
 }

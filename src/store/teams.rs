@@ -81,53 +81,38 @@ pub async fn latest_service_url(store: &Store) -> AppResult<Option<String>> {
 /// out keeps its earlier value, and a removed conversation is back.
 pub async fn capture(ctx: &mut WriteCtx, c: &Captured) -> AppResult<()> {
     let now = ctx.now_str();
-    on!(ctx.db(),
+    ctx.exec(stmt!(
         sqlite: "INSERT INTO teams_conversations (conversation_id, service_url, tenant_id, conversation_type, team_id, \
-         team_name, name, added_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (conversation_id) DO UPDATE SET service_url = excluded.service_url, \
-         tenant_id = excluded.tenant_id, conversation_type = excluded.conversation_type, \
-         team_id = COALESCE(excluded.team_id, team_id), team_name = COALESCE(excluded.team_name, team_name), \
-         name = COALESCE(excluded.name, name), added_by = COALESCE(excluded.added_by, added_by), \
-         updated_at = excluded.updated_at, removed_at = NULL",
+            team_name, name, added_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+            ON CONFLICT (conversation_id) DO UPDATE SET service_url = excluded.service_url, \
+            tenant_id = excluded.tenant_id, conversation_type = excluded.conversation_type, \
+            team_id = COALESCE(excluded.team_id, team_id), team_name = COALESCE(excluded.team_name, team_name), \
+            name = COALESCE(excluded.name, name), added_by = COALESCE(excluded.added_by, added_by), \
+            updated_at = excluded.updated_at, removed_at = NULL",
         postgres: "INSERT INTO teams_conversations AS t (conversation_id, service_url, tenant_id, conversation_type, \
-         team_id, team_name, name, added_by, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::timestamptz, $10::timestamptz) \
-         ON CONFLICT (conversation_id) DO UPDATE SET service_url = excluded.service_url, \
-         tenant_id = excluded.tenant_id, conversation_type = excluded.conversation_type, \
-         team_id = COALESCE(excluded.team_id, t.team_id), team_name = COALESCE(excluded.team_name, t.team_name), \
-         name = COALESCE(excluded.name, t.name), added_by = COALESCE(excluded.added_by, t.added_by), \
-         updated_at = excluded.updated_at, removed_at = NULL",
-        |sql, e| sqlx::query(sql)
-    .bind(&c.conversation_id)
-    .bind(&c.service_url)
-    .bind(&c.tenant_id)
-    .bind(&c.conversation_type)
-    .bind(&c.team_id)
-    .bind(&c.team_name)
-    .bind(&c.name)
-    .bind(&c.added_by)
-    .bind(&now)
-    .bind(&now)
-    .execute(e)
-    .await?
-    .rows_affected());
+            team_id, team_name, name, added_by, created_at, updated_at) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::timestamptz, $10::timestamptz) \
+            ON CONFLICT (conversation_id) DO UPDATE SET service_url = excluded.service_url, \
+            tenant_id = excluded.tenant_id, conversation_type = excluded.conversation_type, \
+            team_id = COALESCE(excluded.team_id, t.team_id), team_name = COALESCE(excluded.team_name, t.team_name), \
+            name = COALESCE(excluded.name, t.name), added_by = COALESCE(excluded.added_by, t.added_by), \
+            updated_at = excluded.updated_at, removed_at = NULL",
+        [&c.conversation_id, &c.service_url, &c.tenant_id, &c.conversation_type, &c.team_id, &c.team_name, &c.name, &c.added_by, &now, &now],
+    ))
+        .await?;
     Ok(())
 }
 
 /// Marks a conversation the bot was removed from; false if it was not in it.
 pub async fn remove(ctx: &mut WriteCtx, conversation_id: &str) -> AppResult<bool> {
     let now = ctx.now_str();
-    let n = on!(ctx.db(),
+    let n = ctx.exec(stmt!(
         sqlite: "UPDATE teams_conversations SET removed_at = ?, updated_at = ? WHERE conversation_id = ? AND removed_at IS NULL",
         postgres: "UPDATE teams_conversations SET removed_at = $1::timestamptz, updated_at = $2::timestamptz \
-                   WHERE conversation_id = $3 AND removed_at IS NULL",
-        |sql, e| sqlx::query(sql)
-            .bind(&now)
-            .bind(&now)
-            .bind(conversation_id)
-            .execute(e)
-            .await?
-            .rows_affected());
+            WHERE conversation_id = $3 AND removed_at IS NULL",
+        [&now, &now, conversation_id],
+    ))
+        .await?;
     Ok(n > 0)
 }
 
@@ -139,42 +124,43 @@ pub async fn register(
     service_url: &str,
 ) -> AppResult<()> {
     let now = ctx.now_str();
-    on!(ctx.db(),
+    ctx.exec(stmt!(
         sqlite: "INSERT INTO teams_conversations (conversation_id, service_url, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?) ON CONFLICT (conversation_id) DO UPDATE SET \
-                 service_url = excluded.service_url, updated_at = excluded.updated_at",
+            VALUES (?, ?, ?, ?) ON CONFLICT (conversation_id) DO UPDATE SET \
+            service_url = excluded.service_url, updated_at = excluded.updated_at",
         postgres: "INSERT INTO teams_conversations (conversation_id, service_url, created_at, updated_at) \
-                   VALUES ($1, $2, $3::timestamptz, $4::timestamptz) ON CONFLICT (conversation_id) DO UPDATE SET \
-                   service_url = excluded.service_url, updated_at = excluded.updated_at",
-        |sql, e| sqlx::query(sql)
-            .bind(conversation_id)
-            .bind(service_url)
-            .bind(&now)
-            .bind(&now)
-            .execute(e)
-            .await?
-            .rows_affected());
+            VALUES ($1, $2, $3::timestamptz, $4::timestamptz) ON CONFLICT (conversation_id) DO UPDATE SET \
+            service_url = excluded.service_url, updated_at = excluded.updated_at",
+        [conversation_id, service_url, &now, &now],
+    ))
+        .await?;
     Ok(())
 }
 
 /// Makes `conversation_id` the one default; false (and nothing changed) if
 /// no such conversation is known.
 pub async fn set_default(ctx: &mut WriteCtx, conversation_id: &str) -> AppResult<bool> {
-    let known: Option<i64> = on!(ctx.db(),
-        sqlite: "SELECT 1 FROM teams_conversations WHERE conversation_id = ?",
-        postgres: "SELECT 1::bigint FROM teams_conversations WHERE conversation_id = $1",
-        |sql, e| sqlx::query_scalar(sql).bind(conversation_id).fetch_optional(e).await?);
+    let known: Option<i64> = ctx
+        .scalar(stmt!(
+            sqlite: "SELECT 1 FROM teams_conversations WHERE conversation_id = ?",
+            postgres: "SELECT 1::bigint FROM teams_conversations WHERE conversation_id = $1",
+            [conversation_id],
+        ))
+        .await?;
     if known.is_none() {
         return Ok(false);
     }
     let now = ctx.now_str();
-    on!(ctx.db(),
+    ctx.exec(stmt!(
         sqlite: "UPDATE teams_conversations SET is_default = 0 WHERE is_default = 1",
         postgres: "UPDATE teams_conversations SET is_default = false WHERE is_default",
-        |sql, e| sqlx::query(sql).execute(e).await?.rows_affected());
-    on!(ctx.db(),
+    ))
+    .await?;
+    ctx.exec(stmt!(
         sqlite: "UPDATE teams_conversations SET is_default = 1, updated_at = ? WHERE conversation_id = ?",
         postgres: "UPDATE teams_conversations SET is_default = true, updated_at = $1::timestamptz WHERE conversation_id = $2",
-        |sql, e| sqlx::query(sql).bind(&now).bind(conversation_id).execute(e).await?.rows_affected());
+        [&now, conversation_id],
+    ))
+        .await?;
     Ok(true)
 }

@@ -97,10 +97,15 @@ impl Outbox {
                 break;
             }
             let now = clock::now();
-            match crate::store::outbox::due(&self.store, &kinds, now, 64, self.settings.lease).await
-            {
+            // Busy lanes are not claimed: on PostgreSQL a claimed row is
+            // leased, and one whose lane is busy would wait out the lease.
+            let busy = Self::busy(&in_flight);
+            let lease = self.settings.lease;
+            match crate::store::outbox::due(&self.store, &kinds, &busy, now, 64, lease).await {
                 Ok(items) => {
                     for item in items {
+                        // Only this loop adds lanes and `due` gives one row
+                        // per lane, none of them busy: this always inserts.
                         if !in_flight.lock().expect("lock").insert(item.lane.clone()) {
                             continue;
                         }
@@ -119,7 +124,8 @@ impl Outbox {
                 }
                 Err(e) => tracing::error!(error = %e, "reading the outbox failed"),
             }
-            let wait = match crate::store::outbox::next_due(&self.store, &kinds).await {
+            let busy = Self::busy(&in_flight);
+            let wait = match crate::store::outbox::next_due(&self.store, &kinds, &busy).await {
                 Ok(Some(t)) => (t - clock::now())
                     .to_std()
                     .unwrap_or(Duration::ZERO)
@@ -134,6 +140,11 @@ impl Outbox {
                 _ = shutdown.cancelled() => break,
             }
         }
+    }
+
+    /// The lanes with a delivery in flight.
+    fn busy(in_flight: &Mutex<HashSet<String>>) -> Vec<String> {
+        in_flight.lock().expect("lock").iter().cloned().collect()
     }
 
     /// One delivery attempt and its bookkeeping. Public so tests can drive

@@ -42,9 +42,16 @@ impl OutboxItem {
 /// anyone's (the replica that held it died mid-delivery). Only a lane's
 /// head is ever due, on either backend, so a message update never
 /// overtakes its post wherever it runs.
+///
+/// Lanes in `busy` (a delivery of theirs is in flight here) are left out:
+/// their head can change under the delivery (a checkpoint sink supersedes
+/// the row being delivered and queues a new one), and a new head claimed
+/// while its lane is busy could not be attempted, so it would sit out the
+/// whole lease before anyone tried it.
 pub async fn due(
     store: &Store,
     kinds: &[String],
+    busy: &[String],
     now: DateTime<Utc>,
     limit: i64,
     lease: std::time::Duration,
@@ -58,12 +65,13 @@ pub async fn due(
             let marks = vec!["?"; kinds.len()].join(",");
             let sql = format!(
                 "SELECT o.id, o.kind, o.lane, o.request_id, o.payload, o.attempts, o.created_at FROM outbox o \
-                 WHERE o.done_at IS NULL AND o.next_attempt_at <= ? AND o.kind IN ({marks}) \
+                 WHERE o.done_at IS NULL AND o.next_attempt_at <= ? AND o.kind IN ({marks}){} \
                  AND o.id = (SELECT MIN(id) FROM outbox WHERE lane = o.lane AND done_at IS NULL) \
-                 ORDER BY o.next_attempt_at, o.id LIMIT ?"
+                 ORDER BY o.next_attempt_at, o.id LIMIT ?",
+                not_busy("o.lane", busy.len())
             );
             let mut q = sqlx::query_as::<_, OutboxItem>(sqlx::AssertSqlSafe(sql)).bind(&now);
-            for k in kinds {
+            for k in kinds.iter().chain(busy) {
                 q = q.bind(k);
             }
             Ok(q.bind(limit).fetch_all(pool).await?)
@@ -73,7 +81,7 @@ pub async fn due(
                  locked_until = $1::timestamptz + make_interval(secs => $2) \
              FROM (SELECT o.id FROM outbox o \
                    WHERE o.done_at IS NULL AND o.next_attempt_at <= $1::timestamptz \
-                   AND o.kind = ANY($4) \
+                   AND o.kind = ANY($4) AND NOT (o.lane = ANY($6)) \
                    AND (o.locked_until IS NULL OR o.locked_until <= $1::timestamptz) \
                    AND o.id = (SELECT MIN(id) FROM outbox WHERE lane = o.lane AND done_at IS NULL) \
                    ORDER BY o.next_attempt_at, o.id LIMIT $5 \
@@ -87,6 +95,7 @@ pub async fn due(
         .bind(&*store.replica)
         .bind(kinds)
         .bind(limit)
+        .bind(busy)
         .fetch_all(pool)
         .await?),
     }
@@ -109,9 +118,15 @@ pub async fn still_due(store: &Store, item: &OutboxItem) -> AppResult<bool> {
     Ok(matches!(row, Some((None, attempts, by)) if attempts == item.attempts && ours(&by)))
 }
 
-/// When the next undone row becomes due (or, leased to another replica,
-/// free again), if any.
-pub async fn next_due(store: &Store, kinds: &[String]) -> AppResult<Option<DateTime<Utc>>> {
+/// When the next undone row outside the `busy` lanes becomes due (or,
+/// leased to another replica, free again), if any. A busy lane is looked
+/// at again when its delivery finishes, so its rows must not wake the
+/// worker (its head, due now, would every few milliseconds).
+pub async fn next_due(
+    store: &Store,
+    kinds: &[String],
+    busy: &[String],
+) -> AppResult<Option<DateTime<Utc>>> {
     if kinds.is_empty() {
         return Ok(None);
     }
@@ -119,23 +134,34 @@ pub async fn next_due(store: &Store, kinds: &[String]) -> AppResult<Option<DateT
         Db::Sqlite(pool) => {
             let marks = vec!["?"; kinds.len()].join(",");
             let sql = format!(
-                "SELECT MIN(next_attempt_at) FROM outbox WHERE done_at IS NULL AND kind IN ({marks})"
+                "SELECT MIN(next_attempt_at) FROM outbox WHERE done_at IS NULL AND kind IN ({marks}){}",
+                not_busy("lane", busy.len())
             );
             let mut q = sqlx::query_scalar::<_, Option<String>>(sqlx::AssertSqlSafe(sql));
-            for k in kinds {
+            for k in kinds.iter().chain(busy) {
                 q = q.bind(k);
             }
             q.fetch_one(pool).await?
         }
         Db::Postgres(pool) => sqlx::query_scalar(
             "SELECT cs_ts(MIN(GREATEST(next_attempt_at, COALESCE(locked_until, next_attempt_at)))) \
-                 FROM outbox WHERE done_at IS NULL AND kind = ANY($1)",
+                 FROM outbox WHERE done_at IS NULL AND kind = ANY($1) AND NOT (lane = ANY($2))",
         )
         .bind(kinds)
+        .bind(busy)
         .fetch_one(pool)
         .await?,
     };
     Ok(next.as_deref().and_then(clock::parse))
+}
+
+/// SQLite's clause leaving out `n` busy lanes (none: no clause, as
+/// `NOT IN ()` is not SQL).
+fn not_busy(column: &str, n: usize) -> String {
+    if n == 0 {
+        return String::new();
+    }
+    format!(" AND {column} NOT IN ({})", vec!["?"; n].join(","))
 }
 
 pub async fn backlog(store: &Store) -> AppResult<i64> {

@@ -18,6 +18,9 @@ struct Receiver {
     /// The bodies received, with their timestamp and signature headers.
     calls: Arc<Mutex<Vec<(String, String, String)>>>,
     answer: StatusCode,
+    /// When set, the first call records its body and then waits for this
+    /// before answering, so a delivery stays in flight.
+    hold: Arc<Mutex<Option<tokio::sync::oneshot::Receiver<()>>>>,
 }
 
 async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: String) -> StatusCode {
@@ -33,6 +36,10 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: String) ->
         h("x-countersign-timestamp"),
         h("x-countersign-signature"),
     ));
+    let held = r.hold.lock().unwrap().take();
+    if let Some(release) = held {
+        let _ = release.await;
+    }
     r.answer
 }
 
@@ -40,6 +47,7 @@ async fn start_receiver(answer: StatusCode) -> (String, Receiver) {
     let r = Receiver {
         calls: Arc::default(),
         answer,
+        hold: Arc::default(),
     };
     let router = axum::Router::new()
         .route("/checkpoints", axum::routing::post(receive))
@@ -279,6 +287,54 @@ async fn a_receiver_that_always_fails_under_heavy_activity_never_makes_checkpoin
             .rev()
             .take(5)
             .all(|c| c["seq"] == head)
+    );
+}
+
+#[tokio::test]
+async fn a_head_queued_while_the_one_it_supersedes_is_in_flight_is_delivered_promptly() {
+    // The race behind the flaky test above: the publisher supersedes the
+    // row being delivered and queues a newer one in the same lane. On
+    // PostgreSQL the worker used to claim (lease) that row although its
+    // lane was busy, skip it, and so leave it for the whole lease (60 s).
+    let (url, receiver) = start_receiver(StatusCode::OK).await;
+    let (release, held) = tokio::sync::oneshot::channel();
+    *receiver.hold.lock().unwrap() = Some(held);
+    let app = app_with_webhook_sink(url).await;
+    let agent = app.agent().await;
+    app.create_default(&agent).await;
+    for _ in 0..600 {
+        if !receiver.calls.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let first = checkpoint_outbox(&app).await.last().unwrap().id;
+    // While the first head is in flight, queue a newer one behind it.
+    app.create_default(&agent).await;
+    for _ in 0..600 {
+        if checkpoint_outbox(&app).await.last().unwrap().id > first {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(checkpoint_outbox(&app).await.last().unwrap().id > first);
+    // Give the worker, woken by that commit, time to look at the lane.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    release.send(()).unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..100 {
+        let head = newest_signed(&app).await;
+        if receiver.bodies().last().is_some_and(|c| c["seq"] == head) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let head = newest_signed(&app).await;
+    assert_eq!(
+        receiver.bodies().last().unwrap()["seq"],
+        head,
+        "the newest head was not delivered within {:?} of the lane freeing",
+        started.elapsed()
     );
 }
 

@@ -80,7 +80,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use rusqlite::OptionalExtension;
 use serde_json::Value;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{Connection, Executor, PgConnection, SqliteConnection, SqlitePool};
 use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
@@ -149,6 +149,16 @@ impl WriteCtx {
     /// The first row a statement returns, if any.
     pub(super) async fn row<T: Row>(&mut self, s: Stmt<'_>) -> AppResult<Option<T>> {
         Ok(self.fetch(s, 1).await?.pop())
+    }
+
+    /// The one row a statement must return (`INSERT … RETURNING`, a row
+    /// the same job just made sure of).
+    pub(super) async fn one<T: Row>(&mut self, s: Stmt<'_>) -> AppResult<T> {
+        self.row(s).await?.ok_or_else(|| {
+            AppError::Internal(anyhow::anyhow!(
+                "a statement that returns a row returned none"
+            ))
+        })
     }
 
     /// The first column of every row.
@@ -295,8 +305,8 @@ impl WriteCtx {
         payload: &Value,
     ) -> AppResult<i64> {
         let now = self.now_str();
-        let id: Option<i64> = self
-            .scalar(stmt!(
+        let (id,): (i64,) = self
+            .one(stmt!(
                 sqlite: "INSERT INTO outbox (kind, lane, request_id, payload, next_attempt_at, created_at) \
                     VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                 postgres: "INSERT INTO outbox (kind, lane, request_id, payload, next_attempt_at, created_at) \
@@ -304,8 +314,6 @@ impl WriteCtx {
                 [kind, lane, request_id.map(|u| u.to_string()), payload.to_string(), &now, &now],
             ))
             .await?;
-        let id = id
-            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("INSERT … RETURNING gave no row")))?;
         self.effects.push(AfterCommit::OutboxQueued);
         Ok(id)
     }
@@ -445,9 +453,18 @@ pub struct Store {
     db_url: Arc<str>,
 }
 
-/// Connection options shared by the writer, the readers and the CLI.
-/// `synchronous=FULL` in WAL mode makes every acknowledged commit survive a
-/// power loss, not only a process kill.
+/// The settings of every SQLite connection: sqlx's (the readers, the CLI)
+/// and the writer's own (rusqlite). `synchronous=FULL` in WAL mode makes
+/// every acknowledged commit survive a power loss, not only a process kill.
+const PRAGMAS: [(&str, &str); 4] = [
+    ("journal_mode", "WAL"),
+    ("synchronous", "FULL"),
+    ("foreign_keys", "ON"),
+    ("temp_store", "memory"),
+];
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connection options shared by the readers and the CLI.
 fn connect_options(db: &str) -> AppResult<SqliteConnectOptions> {
     let opts = if db.starts_with("sqlite:") {
         SqliteConnectOptions::from_str(db)
@@ -455,30 +472,29 @@ fn connect_options(db: &str) -> AppResult<SqliteConnectOptions> {
     } else {
         SqliteConnectOptions::new().filename(db)
     };
+    let opts = PRAGMAS
+        .iter()
+        .fold(opts, |o, &(key, value)| o.pragma(key, value));
     Ok(opts
         .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(10))
-        .pragma("temp_store", "memory")
+        .busy_timeout(BUSY_TIMEOUT)
         // Rows SQLite's thread may run ahead of the reader: with sqlx's
         // default of 50 a full-trail export or verify hands over every
         // few rows between two threads; 1024 lets it stream.
         .row_buffer_size(1024))
 }
 
-/// The writer's own SQLite connection, with the settings of
-/// [`connect_options`]. It never checkpoints inside its own commits
+/// The writer's own SQLite connection, with the settings of every other
+/// ([`PRAGMAS`]). It never checkpoints inside its own commits
 /// (SQLite would copy the WAL into the database, with an fsync, while every
 /// request in the batch waits); [`checkpoint`] does it beside the writer.
 fn open_writer(db: &str) -> rusqlite::Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(trail::db_file(db))?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-         PRAGMA temp_store = memory; PRAGMA wal_autocheckpoint = 0;",
-    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    for (key, value) in PRAGMAS {
+        conn.pragma_update(None, key, value)?;
+    }
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     // Every statement the store writes stays prepared.
     conn.set_prepared_statement_cache_capacity(256);
     Ok(conn)

@@ -6,7 +6,7 @@
 use uuid::Uuid;
 
 use super::{Store, WriteCtx};
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 
 pub(super) const ISSUED_SQLITE: &str = "SELECT data FROM audit_events WHERE request_id = ? AND +kind = 'permit.issued' ORDER BY seq LIMIT 1";
 
@@ -58,12 +58,11 @@ pub async fn redeem(
     if inserted == 1 {
         return Ok(Ok(()));
     }
-    let earlier = ctx.row::<Redemption>(stmt!(
+    let earlier = ctx.one::<Redemption>(stmt!(
         sqlite: "SELECT redeemed_by, redeemed_at FROM permit_redemptions WHERE jti = ?",
         postgres: "SELECT redeemed_by, cs_ts(redeemed_at) AS redeemed_at FROM permit_redemptions WHERE jti = $1::uuid",
         [jti.to_string()],
     ))
-        .await?
-        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("the statement returned no row")))?;
+    .await?;
     Ok(Err(earlier))
 }
